@@ -48,6 +48,7 @@ test: setup test-lint test-lib test-notebooks test-book test-site  ## the whole 
 
 test-lint:
 	$(BIN)/ruff check lib tests tools book
+	$(BIN)/ruff format --check lib tests tools
 	$(BIN)/python tools/sync_notebooks.py --check
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
@@ -65,7 +66,7 @@ test-book:
 test-site:
 	$(BIN)/pytest -q -m site tests/test_site.py
 
-test-chapter: setup  ## run one notebook under nbval and time it: make test-chapter NB=book/...
+test-chapter: $(STAMP)  ## run one notebook under nbval and time it: make test-chapter NB=book/...
 	time $(BIN)/pytest -q --nbval-lax --nbval-cell-timeout=120 $(NB)
 
 bench: setup  ## the kernel benchmark table

@@ -8,7 +8,7 @@ For each notebook under ``book/``:
   the library is not importable (Colab, Binder, a student's fresh kernel);
 - outputs and execution counts are removed (notebooks are stored without outputs).
 
-``--check`` changes nothing and exits 1 if any notebook is out of line (the tests run it).
+``--check`` changes nothing and exits 1 if a notebook is out of line (the tests run it).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def repository_url(root: Path = ROOT) -> str:
 def setup_source(url: str) -> str:
     """The setup cell's code for a repository URL."""
     return (
-        "# Setup: installs the book's library only when it is missing (Colab, Binder).\n"
+        "# Setup: installs the library only where it is missing (Colab, Binder).\n"
         "import importlib.util, subprocess, sys\n"
         "\n"
         'if importlib.util.find_spec("paperlab") is None:\n'
@@ -59,14 +59,17 @@ def setup_cell(url: str) -> dict:
 
 def normalise(nb: dict, url: str) -> dict:
     """Return ``nb`` with the setup cell in place and outputs stripped."""
-    cells = [c for c in nb["cells"] if SETUP_TAG not in c.get("metadata", {}).get("tags", [])]
-    first_code = next((i for i, c in enumerate(cells) if c["cell_type"] == "code"), len(cells))
+    cells = [
+        c for c in nb["cells"] if SETUP_TAG not in c.get("metadata", {}).get("tags", [])
+    ]
+    first_code = next(
+        (i for i, c in enumerate(cells) if c["cell_type"] == "code"), len(cells)
+    )
     cells.insert(first_code, setup_cell(url))
     for cell in cells:
         if cell["cell_type"] == "code":
             cell["outputs"] = []
             cell["execution_count"] = None
-        cell.pop("id", None) if nb.get("nbformat_minor", 0) < 5 else None
     nb["cells"] = cells
     return nb
 

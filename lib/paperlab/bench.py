@@ -20,7 +20,7 @@ __all__ = ["copy_bandwidth", "run_benchmarks", "main"]
 
 
 def copy_bandwidth(n_bytes: int = 256 * 2**20, repeats: int = 5) -> float:
-    """Measured memory-copy bandwidth in GB/s (bytes read + bytes written per second)."""
+    """Measured memory-copy bandwidth in GB/s (bytes read + written per second)."""
     src = np.ones(n_bytes // 8, dtype=np.float64)
     dst = np.empty_like(src)
     timing = median_time(lambda: np.copyto(dst, src), repeats=repeats)
@@ -49,10 +49,20 @@ def run_benchmarks(repeats: int = 5, only: str | None = None) -> tuple[Table, fl
     bandwidth = copy_bandwidth()
     cases = [c for c in all_benchmarks() if only is None or only in c.name]
     rows = [_row(case, repeats, bandwidth) for case in cases]
-    columns = ["kernel", "size", "numba ms", "python ms", "vs python", "numpy ms",
-               "vs numpy", "GB/s (of copy)"]
-    caption = (f"Median of {repeats} runs (python reference: 1 run). "
-               f"Memory-copy bandwidth: {bandwidth:.1f} GB/s.")
+    columns = [
+        "kernel",
+        "size",
+        "numba ms",
+        "python ms",
+        "vs python",
+        "numpy ms",
+        "vs numpy",
+        "GB/s (of copy)",
+    ]
+    caption = (
+        f"Median of {repeats} runs (python reference: 1 run). "
+        f"Memory-copy bandwidth: {bandwidth:.1f} GB/s."
+    )
     return Table(rows, columns, digits=3, caption=caption), bandwidth
 
 
@@ -60,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per kernel")
     parser.add_argument("--only", help="run only kernels whose name contains this")
-    parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    parser.add_argument(
+        "--markdown", action="store_true", help="print a Markdown table"
+    )
     args = parser.parse_args(argv)
     table, _ = run_benchmarks(args.repeats, args.only)
     print(table.to_markdown() if args.markdown else repr(table))

@@ -1,4 +1,4 @@
-"""The error every chapter's ``check_claim`` raises when a paper's claim does not hold."""
+"""The error a chapter's ``check_claim`` raises when a paper's claim does not hold."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ __all__ = ["ClaimFailed", "require"]
 class ClaimFailed(AssertionError):
     """A measured result does not support the paper's claim.
 
-    It subclasses ``AssertionError`` so that a notebook cell calling ``check_claim`` fails
-    exactly as an ``assert`` would, and the test suite and the book build both stop.
+    It subclasses ``AssertionError`` so that a notebook cell calling ``check_claim``
+    fails exactly as an ``assert`` would, and the tests and the book build both stop.
     """
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import inspect
 import numbers
 import textwrap
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["show_source", "source_markdown", "Table", "results_table"]
 
@@ -20,8 +21,10 @@ def source_markdown(obj: Any) -> str:
     try:
         source = inspect.getsource(obj)
     except (TypeError, OSError) as err:
-        raise TypeError(f"obj must be a function, class or module defined in Python source, "
-                        f"got {type(obj).__name__}") from err
+        raise TypeError(
+            f"obj must be a function, class or module defined in Python source, "
+            f"got {type(obj).__name__}"
+        ) from err
     module = inspect.getmodule(obj)
     where = module.__name__ if module is not None else "?"
     name = getattr(obj, "__qualname__", getattr(obj, "__name__", where))
@@ -41,7 +44,7 @@ class _Markdown:
 
 
 def show_source(obj: Any) -> None:
-    """Display the source code of ``obj`` (a function, class or module) in the notebook."""
+    """Display the source of ``obj`` (a function, class or module) in the notebook."""
     from IPython.display import display
 
     display(_Markdown(source_markdown(obj)))
@@ -63,20 +66,28 @@ def _fmt(value: Any, digits: int) -> str:
 class Table:
     """A small results table: rows of values under named columns.
 
-    Renders as Markdown in a notebook (and on the website) and as aligned text elsewhere.
-    Numbers are formatted with ``digits`` decimals; integers with thousands separators.
+    Renders as Markdown in a notebook (and on the website), as aligned text elsewhere.
+    Numbers get ``digits`` decimals; integers get thousands separators.
     """
 
-    def __init__(self, rows: Sequence[Sequence[Any]], columns: Sequence[str], *,
-                 digits: int = 3, caption: str | None = None):
+    def __init__(
+        self,
+        rows: Sequence[Sequence[Any]],
+        columns: Sequence[str],
+        *,
+        digits: int = 3,
+        caption: str | None = None,
+    ):
         columns = [str(c) for c in columns]
         if not columns:
             raise ValueError("columns must name at least one column")
         rows = [list(r) for r in rows]
         for i, row in enumerate(rows):
             if len(row) != len(columns):
-                raise ValueError(f"rows[{i}] has {len(row)} values, expected {len(columns)}"
-                                 f" (one per column)")
+                raise ValueError(
+                    f"rows[{i}] has {len(row)} values, expected {len(columns)}"
+                    f" (one per column)"
+                )
         self.columns = columns
         self.rows = rows
         self.digits = int(digits)
@@ -88,8 +99,10 @@ class Table:
 
     def to_markdown(self) -> str:
         """The table as Markdown."""
-        lines = ["| " + " | ".join(self.columns) + " |",
-                 "|" + "|".join("---" for _ in self.columns) + "|"]
+        lines = [
+            "| " + " | ".join(self.columns) + " |",
+            "|" + "|".join("---" for _ in self.columns) + "|",
+        ]
         lines += ["| " + " | ".join(row) + " |" for row in self.cells()]
         if self.caption:
             lines = [f"**{self.caption}**", ""] + lines
@@ -101,14 +114,21 @@ class Table:
     def __repr__(self) -> str:
         cells = [self.columns] + self.cells()
         widths = [max(len(r[j]) for r in cells) for j in range(len(self.columns))]
-        lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells]
+        lines = [
+            "  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in cells
+        ]
         lines.insert(1, "  ".join("-" * w for w in widths))
         if self.caption:
             lines.insert(0, self.caption)
         return "\n".join(lines)
 
 
-def results_table(rows: Sequence[Sequence[Any]], columns: Sequence[str], *,
-                  digits: int = 3, caption: str | None = None) -> Table:
+def results_table(
+    rows: Sequence[Sequence[Any]],
+    columns: Sequence[str],
+    *,
+    digits: int = 3,
+    caption: str | None = None,
+) -> Table:
     """Build a :class:`Table`; the last expression of a cell displays it."""
     return Table(rows, columns, digits=digits, caption=caption)

@@ -12,11 +12,16 @@ import html
 import io
 
 import matplotlib
-
-
 import matplotlib.pyplot as plt  # noqa: E402
 
-__all__ = ["COLORS", "use_book_style", "subplots", "label_axes", "show_figure", "figure_png"]
+__all__ = [
+    "COLORS",
+    "use_book_style",
+    "subplots",
+    "label_axes",
+    "show_figure",
+    "figure_png",
+]
 
 # Okabe and Ito's colour-blind-safe palette, in the order the book uses it.
 COLORS = (
@@ -55,9 +60,15 @@ def use_book_style() -> None:
     matplotlib.rcParams.update(_STYLE)
 
 
-def subplots(nrows: int = 1, ncols: int = 1, *, width: float | None = None,
-             height: float | None = None, **kwargs):
-    """Create a figure in the book's style; arguments as :func:`matplotlib.pyplot.subplots`.
+def subplots(
+    nrows: int = 1,
+    ncols: int = 1,
+    *,
+    width: float | None = None,
+    height: float | None = None,
+    **kwargs,
+):
+    """Create a figure in the book's style (arguments as ``pyplot.subplots``).
 
     ``width`` and ``height`` are in inches; the default is 4.2 inches wide per column
     (at most 10) and 3.4 inches high per row.
@@ -104,9 +115,15 @@ class _Figure:
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         data = base64.b64encode(self.png).decode("ascii")
-        tag = (f'<img src="data:image/png;base64,{data}" alt="{html.escape(self.alt)}" '
-               'class="paperlab-figure"/>')
-        return {"text/html": tag, "image/png": data, "text/plain": f"[figure: {self.alt}]"}
+        tag = (
+            f'<img src="data:image/png;base64,{data}" alt="{html.escape(self.alt)}" '
+            'class="paperlab-figure"/>'
+        )
+        return {
+            "text/html": tag,
+            "image/png": data,
+            "text/plain": f"[figure: {self.alt}]",
+        }
 
 
 def show_figure(fig, alt: str) -> None:
@@ -132,7 +149,9 @@ def show_figure(fig, alt: str) -> None:
     if not isinstance(fig, Figure):
         raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
     if not isinstance(alt, str) or len(alt.strip()) < 10:
-        raise ValueError("alt must describe the figure in words (at least 10 characters)")
+        raise ValueError(
+            "alt must describe the figure in words (at least 10 characters)"
+        )
     png = figure_png(fig)
     plt.close(fig)
     display(_Figure(png, alt.strip()))

@@ -28,7 +28,8 @@ def seed_everything(seed: int) -> np.random.Generator:
     """
     seed = check_int("seed", seed, minimum=0)
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    # Legacy global state, for third-party code that still draws from it.
+    np.random.seed(seed % 2**32)  # noqa: NPY002
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.manual_seed(seed)

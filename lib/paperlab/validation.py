@@ -27,8 +27,9 @@ def _describe(value: Any) -> str:
     return f"{text} (type {type(value).__name__})"
 
 
-def check_int(name: str, value: Any, *, minimum: int | None = None,
-              maximum: int | None = None) -> int:
+def check_int(
+    name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
     """Return ``value`` as an ``int`` after checking its type and bounds.
 
     Parameters
@@ -57,8 +58,14 @@ def check_int(name: str, value: Any, *, minimum: int | None = None,
     return value
 
 
-def check_float(name: str, value: Any, *, minimum: float | None = None,
-                maximum: float | None = None, strict_minimum: bool = False) -> float:
+def check_float(
+    name: str,
+    value: Any,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    strict_minimum: bool = False,
+) -> float:
     """Return ``value`` as a finite ``float`` after checking its type and bounds.
 
     ``strict_minimum=True`` makes the lower bound exclusive (for step sizes, scales).
@@ -98,9 +105,16 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...] | list[str]) ->
     return value
 
 
-def check_array(name: str, value: Any, *, ndim: int | None = None,
-                dtype: Any = None, shape: tuple[int | None, ...] | None = None,
-                finite: bool = False, min_size: int = 0) -> np.ndarray:
+def check_array(
+    name: str,
+    value: Any,
+    *,
+    ndim: int | None = None,
+    dtype: Any = None,
+    shape: tuple[int | None, ...] | None = None,
+    finite: bool = False,
+    min_size: int = 0,
+) -> np.ndarray:
     """Return ``value`` as a NumPy array after checking its dimensions and contents.
 
     Parameters
@@ -137,13 +151,18 @@ def check_array(name: str, value: Any, *, ndim: int | None = None,
         raise ValueError(f"{name} must have {ndim} dimension(s), got shape {arr.shape}")
     if shape is not None:
         ok = len(shape) == arr.ndim and all(
-            want is None or want == got for want, got in zip(shape, arr.shape)
+            want is None or want == got
+            for want, got in zip(shape, arr.shape, strict=True)
         )
         if not ok:
-            want_text = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+            want_text = (
+                "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+            )
             raise ValueError(f"{name} must have shape {want_text}, got {arr.shape}")
     if arr.size < min_size:
-        raise ValueError(f"{name} must have at least {min_size} element(s), got {arr.size}")
+        raise ValueError(
+            f"{name} must have at least {min_size} element(s), got {arr.size}"
+        )
     if finite and np.issubdtype(arr.dtype, np.number) and not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must contain only finite values")
     return arr

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["BenchCase", "kernel_modules", "all_benchmarks"]
 
@@ -34,7 +35,9 @@ class BenchCase:
     kernel: Callable[[], Any]  # the Numba kernel
     reference: Callable[[], Any]  # the plain-Python reference, same inputs
     numpy: Callable[[], Any] | None = None  # the best NumPy formulation, if one exists
-    bytes_moved: int | None = None  # bytes read + written per call (memory-bound kernels)
+    bytes_moved: int | None = (
+        None  # bytes read + written per call (memory-bound kernels)
+    )
 
 
 def kernel_modules() -> list[str]:

@@ -1,0 +1,1 @@
+"""Chapters of the part 'efficient-transformers'; one module per paper."""

@@ -1,0 +1,1 @@
+"""Chapters of the part 'empirical-software-engineering'; one module per paper."""

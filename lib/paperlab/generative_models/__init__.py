@@ -1,0 +1,1 @@
+"""Chapters of the part 'generative-models'; one module per paper."""

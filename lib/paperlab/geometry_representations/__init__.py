@@ -1,0 +1,1 @@
+"""Chapters of the part 'geometry-representations'; one module per paper."""

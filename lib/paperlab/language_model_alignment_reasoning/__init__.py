@@ -1,0 +1,1 @@
+"""Chapters of the part 'language-model-alignment-reasoning'; one module per paper."""

@@ -1,0 +1,1 @@
+"""Chapters of the part 'recommendation-retrieval'; one module per paper."""

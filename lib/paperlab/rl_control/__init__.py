@@ -1,0 +1,1 @@
+"""Chapters of the part 'rl-control'; one module per paper."""

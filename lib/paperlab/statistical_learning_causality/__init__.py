@@ -1,0 +1,1 @@
+"""Chapters of the part 'statistical-learning-causality'; one module per paper."""

@@ -1,0 +1,1 @@
+"""Chapters of the part 'systems-data'; one module per paper."""

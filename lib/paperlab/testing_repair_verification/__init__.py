@@ -1,0 +1,1 @@
+"""Chapters of the part 'testing-repair-verification'; one module per paper."""

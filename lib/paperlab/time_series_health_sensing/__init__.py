@@ -1,0 +1,1 @@
+"""Chapters of the part 'time-series-health-sensing'; one module per paper."""
