@@ -41,7 +41,7 @@ book: setup  ## execute every chapter and build the website into _build/html
 	echo "Open _build/html/index.html in a browser."
 
 lab: setup  ## open the book in JupyterLab (widgets work there)
-	$(BIN)/jupyter lab book/intro.md
+	$(BIN)/jupyter lab book
 
 test: setup test-lint test-lib test-notebooks test-book test-site  ## the whole test pipeline
 	echo "All tests passed."
@@ -56,7 +56,7 @@ test-lib:
 	timeout 1200 $(BIN)/pytest -q -x -m "not site" -n $(JOBS) --dist loadfile
 
 test-notebooks:
-	timeout 1200 $(BIN)/pytest -q -x -p no:randomly --nbval-lax --nbval-cell-timeout=120 \
+	timeout 1200 $(BIN)/pytest -q -x --nbval-lax --nbval-cell-timeout=120 \
 	  -n $(JOBS) --dist loadfile book
 
 test-book:

@@ -49,6 +49,7 @@ def setup_source(url: str) -> str:
 
 def setup_cell(url: str) -> dict:
     return {
+        "id": SETUP_TAG,
         "cell_type": "code",
         "execution_count": None,
         "metadata": {"tags": [SETUP_TAG, "hide-input"]},
@@ -65,7 +66,10 @@ def normalise(nb: dict, url: str) -> dict:
     first_code = next(
         (i for i, c in enumerate(cells) if c["cell_type"] == "code"), len(cells)
     )
-    cells.insert(first_code, setup_cell(url))
+    cell = setup_cell(url)
+    if (nb.get("nbformat"), nb.get("nbformat_minor", 0)) < (4, 5):
+        del cell["id"]  # cell ids exist from nbformat 4.5 on
+    cells.insert(first_code, cell)
     for cell in cells:
         if cell["cell_type"] == "code":
             cell["outputs"] = []
