@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from paperlab import claims, display, plotting, seeding, timing, validation
 
 
@@ -141,3 +142,38 @@ class TestPlotting:
         with pytest.raises(TypeError, match="fig must be a matplotlib Figure"):
             plotting.show_figure("not a figure", alt="a real description")
         plotting.plt.close(fig)
+
+
+class TestExplore:
+    @staticmethod
+    def make(slope):
+        fig, ax = plotting.subplots()
+        ax.plot([0, slope])
+        return fig, f"A line rising to {slope}."
+
+    def test_draws_the_default_and_redraws_on_change(self):
+        import ipywidgets as widgets
+
+        from paperlab.widgets import explore
+
+        slider = widgets.IntSlider(value=2, min=0, max=5)
+        box = explore(self.make, slope=slider)
+        output = box.children[-1]
+        assert box.children[0] is slider
+        assert len(output.outputs) == 1
+        assert (
+            output.outputs[0]["data"]["text/plain"] == "[figure: A line rising to 2.]"
+        )
+        slider.value = 4
+        assert len(output.outputs) == 1
+        assert "rising to 4" in output.outputs[0]["data"]["text/plain"]
+
+    def test_rejects_bad_arguments(self):
+        from paperlab.widgets import explore
+
+        with pytest.raises(TypeError, match="make_figure must be callable"):
+            explore(3, slope=None)
+        with pytest.raises(TypeError, match="at least one control"):
+            explore(self.make)
+        with pytest.raises(TypeError, match="control 'slope' must be an ipywidgets"):
+            explore(self.make, slope=3)

@@ -36,7 +36,9 @@ def setup_source(url: str) -> str:
     """The setup cell's code for a repository URL."""
     return (
         "# Setup: installs the library only where it is missing (Colab, Binder).\n"
-        "import importlib.util, subprocess, sys\n"
+        "import importlib.util\n"
+        "import subprocess\n"
+        "import sys\n"
         "\n"
         'if importlib.util.find_spec("paperlab") is None:\n'
         "    subprocess.run(\n"
