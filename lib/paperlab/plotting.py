@@ -119,9 +119,10 @@ class _Figure:
             f'<img src="data:image/png;base64,{data}" alt="{html.escape(self.alt)}" '
             'class="paperlab-figure"/>'
         )
+        # One copy of the PNG only: the HTML image carries the alt text, which a bare
+        # image/png output cannot, and a second copy would double every notebook.
         return {
             "text/html": tag,
-            "image/png": data,
             "text/plain": f"[figure: {self.alt}]",
         }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 
 import pytest
+
 from paperlab import bench
 from paperlab.kernels import BenchCase, all_benchmarks, kernel_modules
 
