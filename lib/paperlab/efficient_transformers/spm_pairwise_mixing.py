@@ -19,8 +19,9 @@ product of the output-gradient pair with the input pair.
 This module holds the readable NumPy forward and backward passes (what the chapter
 explains), a Torch drop-in layer (:class:`SPMLinear`) whose CPU path calls the Numba
 kernels in :mod:`paperlab.kernels.spm`, and the teacher-student experiment behind the
-claim. The students are trained with hand-written NumPy passes and Adam: at this toy
-size, Torch's per-operation overhead would cost about three times as much time.
+claim. The students are trained with hand-written NumPy passes and Adam
+(:class:`paperlab.optim.Adam`) on NumPy arrays: at this toy size, Torch's
+per-operation overhead would cost about three times as much time.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from threadpoolctl import threadpool_limits
 
 from paperlab.claims import require
 from paperlab.kernels import spm as spm_kernels
+from paperlab.optim import Adam
 from paperlab.seeding import torch_device
 from paperlab.timing import median_time
 from paperlab.validation import check_array, check_choice, check_float, check_int
@@ -806,33 +808,6 @@ def make_student(
     )
 
 
-class _Adam:
-    """Adam (Kingma and Ba) updating NumPy arrays in place."""
-
-    def __init__(
-        self,
-        params: list[np.ndarray],
-        lr: float,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-    ):
-        self.params, self.lr, self.betas, self.eps = params, lr, betas, eps
-        self.moments = [(np.zeros_like(p), np.zeros_like(p)) for p in params]
-        self.n_steps = 0
-
-    def step(self, grads: list[np.ndarray]) -> None:
-        self.n_steps += 1
-        beta1, beta2 = self.betas
-        step = self.lr / (1 - beta1**self.n_steps)
-        root_correction = np.sqrt(1 - beta2**self.n_steps)
-        for param, grad, (mean, square) in zip(
-            self.params, grads, self.moments, strict=True
-        ):
-            mean += (1 - beta1) * (grad - mean)
-            square += (1 - beta2) * (grad * grad - square)
-            param -= step * mean / (np.sqrt(square) / root_correction + self.eps)
-
-
 def train_student(
     data: TeacherData,
     *,
@@ -870,7 +845,7 @@ def train_student(
     student = make_student(
         variant, data.x_train.shape[1], n_stages, parameterization, rng
     )
-    optimizer = _Adam(student.params(), lr)
+    optimizer = Adam(student.params(), lr)
     scale = np.float32(2.0 / data.y_train.size)
     # The matrices are tiny: BLAS threads cost more than they save, and on a busy
     # machine they made the dense student over ten times slower.

@@ -47,6 +47,7 @@ import numpy as np
 import torch
 
 from paperlab.claims import require
+from paperlab.optim import Adam
 from paperlab.plotting import COLORS, label_axes
 from paperlab.seeding import torch_device
 from paperlab.validation import check_array, check_choice, check_float, check_int
@@ -481,8 +482,8 @@ def train_linear_models(
     """Train one linear classifier :math:`h(x) = Wx + b` per loss, full batch, Adam.
 
     The models share the data and are trained side by side as one batched tensor
-    (Adam's update is per coordinate, so they do not interact). Weights start at zero,
-    so training is deterministic.
+    (Adam's update, :class:`paperlab.optim.Adam`, is per coordinate, so they do not
+    interact). Weights start at zero, so training is deterministic.
 
     Parameters
     ----------
@@ -517,32 +518,15 @@ def train_linear_models(
     log_shift, weight, scale, q = _family_tensors(specs, y, prior)
     W = torch.zeros(m, c, d, device=X.device, requires_grad=True)
     b = torch.zeros(m, 1, c, device=X.device, requires_grad=True)
-    moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in (W, b)]
-    for step in range(1, epochs + 1):
+    optimizer = Adam([W, b], lr)
+    for _ in range(epochs):
         # One (m*c, d) x (d, n) product, viewed as (m, n, c) without a copy.
         scores = (W.reshape(m * c, d) @ X.T).view(m, c, -1).transpose(1, 2) + b
         loss = _comp_sum_loss(scores, y, log_shift, weight, scale, q).sum()
-        grads = torch.autograd.grad(loss, (W, b))
-        for param, grad, moment in zip((W, b), grads, moments, strict=True):
-            _adam_update(param, grad, moment, step, lr)
+        optimizer.step(torch.autograd.grad(loss, (W, b)))
         if weight_bound > 0:
             _project_to_ball(W, weight_bound)
     return W.detach(), b.detach().squeeze(1)
-
-
-def _adam_update(param, grad, moments, step, lr, betas=(0.9, 0.999), eps=1e-8):
-    """One Adam step in place (Kingma and Ba, 2015), as ``torch.optim.Adam`` does it.
-
-    Written out because building a ``torch.optim`` optimizer first imports
-    ``torch._dynamo``, about a second per process, longer than this chapter's training.
-    """
-    mean, square = moments
-    with torch.no_grad():
-        mean.lerp_(grad, 1 - betas[0])
-        square.mul_(betas[1]).addcmul_(grad, grad, value=1 - betas[1])
-        bias1, bias2 = 1 - betas[0] ** step, 1 - betas[1] ** step
-        denom = (square.sqrt() / bias2**0.5).add_(eps)
-        param.addcdiv_(mean, denom, value=-lr / bias1)
 
 
 def _family_tensors(specs: Sequence[LossSpec], y: torch.Tensor, prior: torch.Tensor):
