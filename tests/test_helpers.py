@@ -102,6 +102,11 @@ class TestDisplay:
         text = repr(table).splitlines()
         assert text[0] == "Toy" and set(text[2]) <= {"-", " "}
 
+    def test_table_escapes_pipes_in_cells(self):
+        md = display.Table([["|x|", 1]], ["max |error|", "n"]).to_markdown()
+        assert md.splitlines()[0] == "| max \\|error\\| | n |"
+        assert md.splitlines()[2] == "| \\|x\\| | 1 |"
+
     def test_table_rejects_ragged_rows(self):
         with pytest.raises(ValueError, match=r"rows\[1\] has 1 values, expected 2"):
             display.Table([[1, 2], [3]], ["a", "b"])

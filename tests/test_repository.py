@@ -121,3 +121,24 @@ def test_chapter_contract_shape():
         [sys.executable, str(checker), str(ROOT)], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_strip_solutions_removes_every_solution(tmp_path):
+    notebook = ROOT / "book" / "systems-data" / "lmg-learned-index-gaps.ipynb"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tools" / "strip_solutions.py"),
+            str(tmp_path),
+            str(notebook),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "removed" in result.stdout
+    before = notebook.read_text(encoding="utf-8")
+    after = (tmp_path / notebook.name).read_text(encoding="utf-8")
+    assert before.count("{solution-start}") >= 2
+    assert "{solution-start}" not in after and "{solution-end}" not in after
+    assert after.count("{exercise}") == before.count("{exercise}")

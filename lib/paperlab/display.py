@@ -99,11 +99,16 @@ class Table:
 
     def to_markdown(self) -> str:
         """The table as Markdown."""
+
+        # A literal "|" inside a cell would end the cell: escape it.
+        def row_text(cells: list[str]) -> str:
+            return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
         lines = [
-            "| " + " | ".join(self.columns) + " |",
+            row_text(self.columns),
             "|" + "|".join("---" for _ in self.columns) + "|",
         ]
-        lines += ["| " + " | ".join(row) + " |" for row in self.cells()]
+        lines += [row_text(row) for row in self.cells()]
         if self.caption:
             lines = [f"**{self.caption}**", ""] + lines
         return "\n".join(lines)

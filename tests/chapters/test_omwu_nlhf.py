@@ -253,3 +253,9 @@ def test_bad_configs_raise():
 def test_check_baselines_wants_the_named_variants(results):
     with pytest.raises(ValueError, match="mwu must be a result of variant 'mwu'"):
         ch.check_baselines(results["omwu"], results["regularised"])
+
+
+def test_claim_needs_both_odd_and_even_games():
+    result = ch.run_experiment(ch.Config(sizes=(7,), n_seeds=1))
+    with pytest.raises(ClaimFailed, match="odd n.*even n"):
+        ch.check_claim(result)

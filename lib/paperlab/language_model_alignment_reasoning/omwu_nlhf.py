@@ -577,6 +577,12 @@ def check_claim(result: Result) -> None:
     if not isinstance(result, Result):
         raise TypeError(f"result must be a Result, got {type(result).__name__}")
     name = result.config.variant
+    parities = {n % 2 for n in result.config.sizes}
+    require(
+        parities == {0, 1},
+        f"{name}: the claim covers games with a unique equilibrium (odd n) and with a "
+        f"set of equilibria (even n); sizes {result.config.sizes} miss one of them",
+    )
     worst = float(np.max(result.final_gap))
     require(
         worst <= GAP_THRESHOLD,
