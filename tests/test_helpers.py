@@ -30,6 +30,11 @@ class TestValidation:
             validation.check_float("lr", 0.0, minimum=0.0, strict_minimum=True)
         assert validation.check_float("lr", 0.0, minimum=0.0) == 0.0
 
+    def test_instance_names_the_argument_and_types(self):
+        assert validation.check_instance("n", 3, int) == 3
+        with pytest.raises(TypeError, match="config must be a dict, got list"):
+            validation.check_instance("config", [], dict)
+
     def test_probability(self):
         assert validation.check_probability("p", 1) == 1.0
         with pytest.raises(ValueError, match=r"p must be <= 1"):

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "check_instance",
     "check_int",
     "check_float",
     "check_probability",
@@ -25,6 +26,17 @@ def _describe(value: Any) -> str:
     if len(text) > 60:
         text = text[:57] + "..."
     return f"{text} (type {type(value).__name__})"
+
+
+def check_instance(name: str, value: Any, cls: type) -> Any:
+    """Return ``value`` if it is an instance of ``cls``; raise ``TypeError`` otherwise.
+
+    The message names the argument, the expected class and the received type, e.g.
+    ``config must be a Config, got dict``.
+    """
+    if not isinstance(value, cls):
+        raise TypeError(f"{name} must be a {cls.__name__}, got {type(value).__name__}")
+    return value
 
 
 def check_int(

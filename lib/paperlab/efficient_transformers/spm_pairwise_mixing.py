@@ -38,7 +38,13 @@ from paperlab.kernels import spm as spm_kernels
 from paperlab.optim import Adam
 from paperlab.seeding import torch_device
 from paperlab.timing import median_time
-from paperlab.validation import check_array, check_choice, check_float, check_int
+from paperlab.validation import (
+    check_array,
+    check_choice,
+    check_float,
+    check_instance,
+    check_int,
+)
 
 __all__ = [
     "PAIRINGS",
@@ -837,8 +843,7 @@ def train_student(
     (student, test_mse) : tuple
         The trained student and its mean squared error on the noise-free test set.
     """
-    if not isinstance(data, TeacherData):
-        raise TypeError(f"data must be a TeacherData, got {type(data).__name__}")
+    check_instance("data", data, TeacherData)
     n_steps = check_int("n_steps", n_steps, minimum=1)
     lr = check_float("lr", lr, minimum=0.0, strict_minimum=True)
     rng = np.random.default_rng(check_int("seed", seed, minimum=0))
@@ -923,8 +928,7 @@ def run_experiment(config: Config) -> Result:
     3. For each seed, a random SPM teacher; the variant's student and a dense student
        are trained on the same data and compared on the test MSE.
     """
-    if not isinstance(config, Config):
-        raise TypeError(f"config must be a Config, got {type(config).__name__}")
+    check_instance("config", config, Config)
     grad_error = max(
         gradient_errors(parameterization=p, seed=config.seed)["autograd"]
         for p in PARAMETERIZATIONS
@@ -978,8 +982,7 @@ def check_claim(result: Result) -> None:
     operations; (iii) the student's mean test MSE is at most 0.7 times the dense
     student's on the structured teacher task.
     """
-    if not isinstance(result, Result):
-        raise TypeError(f"result must be a Result, got {type(result).__name__}")
+    check_instance("result", result, Result)
     require(
         result.grad_error < MAX_GRAD_ERROR,
         f"closed-form gradients differ from autograd by {result.grad_error:.2e} "

@@ -48,7 +48,13 @@ from paperlab.claims import require
 from paperlab.kernels.persistence import rips_h1_z2
 from paperlab.optim import adam_update
 from paperlab.seeding import torch_device
-from paperlab.validation import check_array, check_choice, check_float, check_int
+from paperlab.validation import (
+    check_array,
+    check_choice,
+    check_float,
+    check_instance,
+    check_int,
+)
 
 __all__ = [
     "ARCHITECTURES",
@@ -417,8 +423,7 @@ def train_networks(arch: str, config: Config, seeds: tuple[int, ...]):
         Accuracy on the pairs each network did not train on.
     """
     check_choice("arch", arch, ARCHITECTURES)
-    if not isinstance(config, Config):
-        raise TypeError(f"config must be a Config, got {type(config).__name__}")
+    check_instance("config", config, Config)
     if not isinstance(seeds, tuple) or not seeds:
         raise TypeError(f"seeds must be a non-empty tuple, got {seeds!r}")
     seeds = tuple(check_int("seed", s, minimum=0) for s in seeds)
@@ -731,8 +736,7 @@ def analyse_cloud(X, n: int, f: int, config: Config) -> dict:
     dict
         ``r2_disc``, ``r2_torus``, ``bars`` (k, 2) and ``betti1``.
     """
-    if not isinstance(config, Config):
-        raise TypeError(f"config must be a Config, got {type(config).__name__}")
+    check_instance("config", config, Config)
     r2_disc = r_squared(X, disc_features(n, f))
     r2_torus = r_squared(X, torus_features(n, f))
     bars = h1_barcode(topological_coordinates(X), config.n_landmarks, config.max_scale)
@@ -760,8 +764,7 @@ def analyse(
         The seed of each network (same order as the arrays' first axis).
     config : Config
     """
-    if not isinstance(config, Config):
-        raise TypeError(f"config must be a Config, got {type(config).__name__}")
+    check_instance("config", config, Config)
     units = []
     for arch, stack in preactivations.items():
         check_choice("architecture", arch, ARCHITECTURES)
@@ -792,8 +795,7 @@ def analyse(
 
 def run_experiment(config: Config = Config()) -> Result:
     """Train every architecture on ``config.n_seeds`` seeds, then analyse the units."""
-    if not isinstance(config, Config):
-        raise TypeError(f"config must be a Config, got {type(config).__name__}")
+    check_instance("config", config, Config)
     seeds = tuple(config.seed + i for i in range(config.n_seeds))
     accuracy, preacts = {}, {}
     spread = np.zeros(0)
@@ -817,8 +819,7 @@ def run_experiment(config: Config = Config()) -> Result:
 
 def reanalyse(result: Result, variant: str) -> Result:
     """The same trained networks, analysed with another variant (no retraining)."""
-    if not isinstance(result, Result):
-        raise TypeError(f"result must be a Result, got {type(result).__name__}")
+    check_instance("result", result, Result)
     check_choice("variant", variant, VARIANTS)
     config = replace(result.config, variant=variant)
     units = analyse(result.preactivations, result.seeds, config)
@@ -836,8 +837,7 @@ def summarise(result: Result) -> dict[str, dict[str, float]]:
         (fraction of units), ``torus`` (fraction with Betti-1 = 2) and
         ``median_r2_torus``.
     """
-    if not isinstance(result, Result):
-        raise TypeError(f"result must be a Result, got {type(result).__name__}")
+    check_instance("result", result, Result)
     summary = {}
     for arch, acc in result.test_accuracy.items():
         units = result.units_of(arch)
@@ -867,8 +867,7 @@ def check_claim(result: Result) -> None:
     3. The test tells manifolds apart: at least half of the MLP-Concat units have
        Betti-1 = 2 (a torus), and their median disc share is at most 0.75.
     """
-    if not isinstance(result, Result):
-        raise TypeError(f"result must be a Result, got {type(result).__name__}")
+    check_instance("result", result, Result)
     missing = set(ARCHITECTURES) - set(result.test_accuracy)
     require(
         not missing,
@@ -919,10 +918,8 @@ def check_claim(result: Result) -> None:
 
 def unit_cloud(result: Result, unit: ClusterStats) -> np.ndarray:
     """The unit's pre-activations over all n^2 inputs, shape (n^2, len(neurons))."""
-    if not isinstance(result, Result):
-        raise TypeError(f"result must be a Result, got {type(result).__name__}")
-    if not isinstance(unit, ClusterStats):
-        raise TypeError(f"unit must be a ClusterStats, got {type(unit).__name__}")
+    check_instance("result", result, Result)
+    check_instance("unit", unit, ClusterStats)
     net = result.seeds.index(unit.seed)
     return result.preactivations[unit.architecture][net][:, list(unit.neurons)]
 

@@ -33,6 +33,7 @@ from paperlab.validation import (
     check_array,
     check_choice,
     check_float,
+    check_instance,
     check_int,
 )
 
@@ -311,8 +312,7 @@ def projected_paths(
     TypeError, ValueError
         If an argument has the wrong type or range.
     """
-    if not isinstance(game, PreferenceGame):
-        raise TypeError(f"game must be a PreferenceGame, got {type(game).__name__}")
+    check_instance("game", game, PreferenceGame)
     plane = rotation_plane(game.P)
     paths = {}
     for variant in VARIANTS:
@@ -502,8 +502,7 @@ def run_experiment(config: Config) -> Result:
     TypeError
         If ``config`` is not a :class:`Config`.
     """
-    if not isinstance(config, Config):
-        raise TypeError(f"config must be a Config, got {type(config).__name__}")
+    check_instance("config", config, Config)
     shape = (len(config.sizes), config.n_seeds)
     gaps = np.empty(shape + (config.n_iters + 1,))
     rate = np.empty(shape)
@@ -574,8 +573,7 @@ def check_claim(result: Result) -> None:
     ClaimFailed
         If any part of the claim fails, with the measured numbers.
     """
-    if not isinstance(result, Result):
-        raise TypeError(f"result must be a Result, got {type(result).__name__}")
+    check_instance("result", result, Result)
     name = result.config.variant
     parities = {n % 2 for n in result.config.sizes}
     require(

@@ -50,7 +50,13 @@ from paperlab.claims import require
 from paperlab.optim import Adam
 from paperlab.plotting import COLORS, label_axes
 from paperlab.seeding import torch_device
-from paperlab.validation import check_array, check_choice, check_float, check_int
+from paperlab.validation import (
+    check_array,
+    check_choice,
+    check_float,
+    check_instance,
+    check_int,
+)
 
 __all__ = [
     "VARIANTS",
@@ -419,8 +425,7 @@ def make_data(config: Config, rng: np.random.Generator) -> Split:
     -------
     Split
     """
-    if not isinstance(config, Config):
-        raise TypeError(f"config must be a Config, got {type(config).__name__}")
+    check_instance("config", config, Config)
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy Generator, got {type(rng).__name__}")
     c, d = config.n_classes, config.dim
@@ -504,8 +509,7 @@ def train_linear_models(
     W : torch.Tensor, shape (n_models, c, dim)
     b : torch.Tensor, shape (n_models, c)
     """
-    if not isinstance(split, Split):
-        raise TypeError(f"split must be a Split, got {type(split).__name__}")
+    check_instance("split", split, Split)
     specs = list(specs)
     if not specs or not all(isinstance(s, LossSpec) for s in specs):
         raise ValueError("specs must be a non-empty sequence of LossSpec")
@@ -691,8 +695,7 @@ def loss_specs(config: Config) -> tuple[list[LossSpec], list[LossSpec]]:
     gca_candidates : list of LossSpec
         GCA with each exponent in ``config.margin_exponents``.
     """
-    if not isinstance(config, Config):
-        raise TypeError(f"config must be a Config, got {type(config).__name__}")
+    check_instance("config", config, Config)
     mechanism = config.variant == "mechanism"
     fixed = [
         LossSpec("CE"),
@@ -728,8 +731,7 @@ def run_experiment(config: Config) -> Result:
     -------
     Result
     """
-    if not isinstance(config, Config):
-        raise TypeError(f"config must be a Config, got {type(config).__name__}")
+    check_instance("config", config, Config)
     fixed, gca = loss_specs(config)
     names = tuple(s.name for s in fixed) + (gca[0].name,)
     errors = {name: [] for name in names}
@@ -772,8 +774,7 @@ def check_claim(result: Result) -> None:
     plain cross-entropy and ``MIN_GAIN_OVER_WEIGHTED_CE`` points below class-weighted
     cross-entropy.
     """
-    if not isinstance(result, Result):
-        raise TypeError(f"result must be a Result, got {type(result).__name__}")
+    check_instance("result", result, Result)
     require(
         result.config.imbalance >= 50, "the claim is about strong imbalance (>= 50)"
     )
@@ -800,8 +801,7 @@ def check_balanced_agreement(result: Result) -> None:
     weights and margins are 1), so the mean balanced errors must lie within
     ``MAX_SPREAD_WHEN_BALANCED`` points of each other.
     """
-    if not isinstance(result, Result):
-        raise TypeError(f"result must be a Result, got {type(result).__name__}")
+    check_instance("result", result, Result)
     require(result.config.imbalance == 1.0, "the sanity check needs imbalance == 1")
     means = [100 * result.mean_error(name) for name in result.losses]
     spread = max(means) - min(means)
@@ -828,8 +828,7 @@ def _color(result: Result, name: str) -> str:
 
 def plot_balanced_errors(ax, result: Result) -> None:
     """Bar per loss: mean balanced test error (%), with each seed as a dot."""
-    if not isinstance(result, Result):
-        raise TypeError(f"result must be a Result, got {type(result).__name__}")
+    check_instance("result", result, Result)
     for i, name in enumerate(result.losses):
         values = 100 * result.balanced_error[name]
         ax.bar(i, values.mean(), color=_color(result, name), alpha=0.85)
@@ -847,8 +846,7 @@ def plot_balanced_errors(ax, result: Result) -> None:
 
 def plot_per_class_accuracy(ax, result: Result, losses: Sequence[str] | None = None):
     """Grouped bars: test accuracy (%) per class, averaged over seeds, for each loss."""
-    if not isinstance(result, Result):
-        raise TypeError(f"result must be a Result, got {type(result).__name__}")
+    check_instance("result", result, Result)
     losses = list(result.losses if losses is None else losses)
     for name in losses:
         check_choice("losses entry", name, result.losses)

@@ -35,6 +35,7 @@ from paperlab.validation import (
     check_array,
     check_choice,
     check_float,
+    check_instance,
     check_int,
     check_probability,
 )
@@ -159,8 +160,7 @@ def study_seeds(config: Config) -> dict[str, np.ndarray]:
         holding study ``k``'s seeds (``"b"`` equals ``"a"`` for the mechanism);
         ``"truth"``: int64 array of shape (n_truth,).
     """
-    if not isinstance(config, Config):
-        raise TypeError(f"config must be a Config, got {type(config).__name__}")
+    check_instance("config", config, Config)
     rng = np.random.default_rng(config.seed)
     n_runs = config.n_studies * config.n_seeds
     start = int(rng.integers(0, 2**40))
@@ -194,8 +194,7 @@ def simulate_welfare(seeds, tax_rate: float, config: Config) -> np.ndarray:
     if seeds.size and seeds.min() < 0:
         raise ValueError("seeds must be non-negative")
     tax_rate = check_float("tax_rate", tax_rate, minimum=0.0, maximum=0.99)
-    if not isinstance(config, Config):
-        raise TypeError(f"config must be a Config, got {type(config).__name__}")
+    check_instance("config", config, Config)
     flat = np.ascontiguousarray(seeds.reshape(-1), dtype=np.int64)
     welfare = run_econ_sim_batch(
         flat,
@@ -412,8 +411,7 @@ def run_experiment(config: Config) -> Result:
     -------
     Result
     """
-    if not isinstance(config, Config):
-        raise TypeError(f"config must be a Config, got {type(config).__name__}")
+    check_instance("config", config, Config)
     seeds = study_seeds(config)
     truth_a = simulate_welfare(seeds["truth"], config.tax_a, config)
     truth_b = simulate_welfare(seeds["truth"], config.tax_b, config)
@@ -453,8 +451,7 @@ def check_claim(result: Result) -> None:
 
     Every failed part is listed in the message.
     """
-    if not isinstance(result, Result):
-        raise TypeError(f"result must be a Result, got {type(result).__name__}")
+    check_instance("result", result, Result)
     paired, independent, control = result.paired, result.independent, result.control
     failures = []
     for name, summary in (

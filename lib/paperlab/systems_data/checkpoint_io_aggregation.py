@@ -66,7 +66,7 @@ import numpy as np
 
 from paperlab.claims import require
 from paperlab.kernels.checkpoint_io import fletcher64, pack_aligned
-from paperlab.validation import check_choice, check_float, check_int
+from paperlab.validation import check_choice, check_float, check_instance, check_int
 
 __all__ = [
     "KiB",
@@ -364,10 +364,7 @@ def plan_chunks(checkpoint: Checkpoint, chunk_bytes: int) -> ChunkPlan:
     -------
     ChunkPlan
     """
-    if not isinstance(checkpoint, Checkpoint):
-        raise TypeError(
-            f"checkpoint must be a Checkpoint, got {type(checkpoint).__name__}"
-        )
+    check_instance("checkpoint", checkpoint, Checkpoint)
     chunk_bytes = check_int("chunk_bytes", chunk_bytes, minimum=ALIGNMENT)
     if chunk_bytes % ALIGNMENT:
         raise ValueError(
@@ -723,10 +720,7 @@ def write_aggregated(
 
 def direct_offsets(checkpoint: Checkpoint) -> np.ndarray:
     """Offsets of the tensors in a file where each has its own 4 KiB-aligned slot."""
-    if not isinstance(checkpoint, Checkpoint):
-        raise TypeError(
-            f"checkpoint must be a Checkpoint, got {type(checkpoint).__name__}"
-        )
+    check_instance("checkpoint", checkpoint, Checkpoint)
     slots = _round_up(checkpoint.nbytes, ALIGNMENT)
     return (np.cumsum(slots) - slots).astype(np.int64)
 
@@ -833,10 +827,7 @@ def restore_checkpoint(directory: str) -> tuple[list[np.ndarray], list[dict]]:
 
 def verify_restore(checkpoint: Checkpoint, directory: str) -> Verification:
     """Restore a rank's checkpoint and compare it with the tensors in memory."""
-    if not isinstance(checkpoint, Checkpoint):
-        raise TypeError(
-            f"checkpoint must be a Checkpoint, got {type(checkpoint).__name__}"
-        )
+    check_instance("checkpoint", checkpoint, Checkpoint)
     start = time.perf_counter()
     tensors, entries = restore_checkpoint(directory)
     seconds = time.perf_counter() - start
@@ -1487,8 +1478,7 @@ def run_experiment(config: Config) -> Result:
     -------
     Result
     """
-    if not isinstance(config, Config):
-        raise TypeError(f"config must be a Config, got {type(config).__name__}")
+    check_instance("config", config, Config)
     spec = _Spec(
         config.n_tensors,
         config.median_bytes,
@@ -1583,8 +1573,7 @@ def check_claim(result: Result) -> None:
     this was written on), the claim uses CPU time, which other processes cannot
     stretch.
     """
-    if not isinstance(result, Result):
-        raise TypeError(f"result must be a Result, got {type(result).__name__}")
+    check_instance("result", result, Result)
     for s in ("file_per_tensor", "write_per_tensor", "aggregated"):
         require(result.has(s), f"the claim needs runs of {s}")
     require(
@@ -1679,8 +1668,7 @@ def _bar_colors():
 
 def plot_throughput(result: Result):
     """Bars of median submission and durable throughput per strategy (log scale)."""
-    if not isinstance(result, Result):
-        raise TypeError(f"result must be a Result, got {type(result).__name__}")
+    check_instance("result", result, Result)
     from paperlab.plotting import COLORS, label_axes, subplots
 
     strategies = [s for s in STRATEGIES if result.has(s)]
@@ -1718,8 +1706,7 @@ def plot_sweep(result: Result):
 
     Dashed lines mark the strategies that do not depend on the chunk size.
     """
-    if not isinstance(result, Result):
-        raise TypeError(f"result must be a Result, got {type(result).__name__}")
+    check_instance("result", result, Result)
     from matplotlib.ticker import NullLocator
 
     from paperlab.plotting import label_axes, subplots
@@ -1776,8 +1763,7 @@ def plot_explore(result: Result, chunk_bytes: int):
     The two aggregated strategies of the sweep use their runs at ``chunk_bytes``
     (one of the swept sizes); the others do not depend on it.
     """
-    if not isinstance(result, Result):
-        raise TypeError(f"result must be a Result, got {type(result).__name__}")
+    check_instance("result", result, Result)
     chunk_bytes = check_int("chunk_bytes", chunk_bytes, minimum=ALIGNMENT)
     if not result.has("aggregated", chunk_bytes):
         raise ValueError(f"no aggregated runs with chunk_bytes={chunk_bytes}")

@@ -38,7 +38,13 @@ import numpy as np
 
 from paperlab.claims import require
 from paperlab.kernels.crms import exhaustive_search
-from paperlab.validation import check_array, check_choice, check_float, check_int
+from paperlab.validation import (
+    check_array,
+    check_choice,
+    check_float,
+    check_instance,
+    check_int,
+)
 
 __all__ = [
     "APP_NAMES",
@@ -882,8 +888,7 @@ def run_experiment(config: Config) -> Result:
 
     Allocations are computed and scored on the exact synthetic profiles.
     """
-    if not isinstance(config, Config):
-        raise TypeError(f"config must be a Config, got {type(config).__name__}")
+    check_instance("config", config, Config)
     duty = (
         profile_duty_cycle(n_periods=config.n_periods) if config.real_profile else None
     )
@@ -923,8 +928,7 @@ def check_claim(result: Result) -> None:
     paperlab.claims.ClaimFailed
         If any part fails; the message gives the numbers.
     """
-    if not isinstance(result, Result):
-        raise TypeError(f"result must be a Result, got {type(result).__name__}")
+    check_instance("result", result, Result)
     v = result.config.variant
     worst = min(f.adj_r2 for f in result.fits)
     require(worst >= MIN_ADJ_R2, f"a synthetic fit has adjusted R^2 {worst:.4f}")
@@ -973,8 +977,7 @@ def plot_profiles(result: Result):
     """Figure: synthetic profiles with their fits, and the real throttled worker."""
     from paperlab.plotting import COLORS, label_axes, subplots
 
-    if not isinstance(result, Result):
-        raise TypeError(f"result must be a Result, got {type(result).__name__}")
+    check_instance("result", result, Result)
     n_panels = 2 if result.duty is not None else 1
     fig, axes = subplots(1, n_panels, width=5.0 * n_panels, height=3.6, squeeze=False)
     ax = axes[0, 0]
@@ -1024,8 +1027,7 @@ def plot_methods(result: Result):
     """Figure: mean latency and power of each method over the load scenarios."""
     from paperlab.plotting import COLORS, label_axes, subplots
 
-    if not isinstance(result, Result):
-        raise TypeError(f"result must be a Result, got {type(result).__name__}")
+    check_instance("result", result, Result)
     names = list(result.methods)
     x = np.arange(len(names))
     colors = [COLORS[i % len(COLORS)] for i in range(len(names))]

@@ -45,7 +45,13 @@ from scipy.signal import lfilter
 
 from paperlab.claims import require
 from paperlab.kernels.dataflow import ewma_tile, rolling_zscore
-from paperlab.validation import check_array, check_choice, check_float, check_int
+from paperlab.validation import (
+    check_array,
+    check_choice,
+    check_float,
+    check_instance,
+    check_int,
+)
 
 __all__ = [
     "VARIANTS",
@@ -536,8 +542,7 @@ def add_feature(dag: Dag, node: Node) -> Dag:
     ValueError
         If ``dag`` has no ``features`` node or already has a node of that name.
     """
-    if not isinstance(node, Node):
-        raise TypeError(f"node must be a Node, got {type(node).__name__}")
+    check_instance("node", node, Node)
     names = [n.name for n in dag.nodes]
     if "features" not in names:
         raise ValueError("dag must have a 'features' node")
@@ -997,8 +1002,7 @@ def run_experiment(config: Config) -> Result:
     -------
     Result
     """
-    if not isinstance(config, Config):
-        raise TypeError(f"config must be a Config, got {type(config).__name__}")
+    check_instance("config", config, Config)
     dag, panel = config.dag(), config.panel()
     carry = config.variant != "naive_chunks"
     run_tile(dag, panel, 0, min(200, panel.n_bars))  # load the kernels before measuring
@@ -1059,8 +1063,7 @@ def check_claim(result: Result) -> None:
     paperlab.claims.ClaimFailed
         If any part fails; the message names the mode and the numbers.
     """
-    if not isinstance(result, Result):
-        raise TypeError(f"result must be a Result, got {type(result).__name__}")
+    check_instance("result", result, Result)
     for mode, diffs in result.node_diff.items():
         for node, diff in diffs.items():  # the first node in DAG order that differs
             require(
@@ -1170,8 +1173,7 @@ def plot_tiling(view: TilingView):
     """Figure: batch vs tiled output of one column, differing bars marked."""
     from paperlab.plotting import COLORS, label_axes, subplots
 
-    if not isinstance(view, TilingView):
-        raise TypeError(f"view must be a TilingView, got {type(view).__name__}")
+    check_instance("view", view, TilingView)
     fig, ax = subplots(width=8.0, height=3.6)
     ax.plot(view.times, view.batch, color=COLORS[0], lw=2.2, label="batch (one tile)")
     how = "with history" if view.carry else "no history (naive)"

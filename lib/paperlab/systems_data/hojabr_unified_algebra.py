@@ -55,7 +55,13 @@ from paperlab.kernels.semiring import (
     semiring_relax,
     sparse_join_aggregate,
 )
-from paperlab.validation import check_array, check_choice, check_float, check_int
+from paperlab.validation import (
+    check_array,
+    check_choice,
+    check_float,
+    check_instance,
+    check_int,
+)
 
 __all__ = [
     "SEMIRINGS",
@@ -580,8 +586,7 @@ def lift_sql(query: SumProduct, catalog: dict[str, TableSchema]) -> str:
         If an Atom's relation is not in the catalog, has the wrong arity, or a
         relation appears twice.
     """
-    if not isinstance(query, SumProduct):
-        raise TypeError(f"query must be a SumProduct, got {type(query).__name__}")
+    check_instance("query", query, SumProduct)
     catalog = _check_catalog(catalog)
     refs: dict[str, list[str]] = {}
     names = [a.relation for a in query.atoms]
@@ -613,8 +618,7 @@ def lift_sql(query: SumProduct, catalog: dict[str, TableSchema]) -> str:
 def schema_for(query: SumProduct) -> dict[str, TableSchema]:
     """A catalog under which :func:`lift_sql` can print ``query``: each relation
     gets key columns named after its variables and a value column ``val``."""
-    if not isinstance(query, SumProduct):
-        raise TypeError(f"query must be a SumProduct, got {type(query).__name__}")
+    check_instance("query", query, SumProduct)
     return {a.relation: TableSchema(a.vars, "val") for a in query.atoms}
 
 
@@ -678,8 +682,7 @@ def lift_einsum(query: SumProduct) -> tuple[str, tuple[str, ...]]:
         If the query has selections (einsum cannot express them) or needs more than
         26 letters.
     """
-    if not isinstance(query, SumProduct):
-        raise TypeError(f"query must be a SumProduct, got {type(query).__name__}")
+    check_instance("query", query, SumProduct)
     if query.compares:
         raise ValueError("einsum cannot express selections (indicator factors)")
     letters = {v: v for v in query.variables if re.fullmatch(r"[a-z]", v)}
@@ -1024,8 +1027,7 @@ def plan_as_written(query: SumProduct) -> PlanNode:
     For ``Σ_{j,k} A(i,j) B(j,k) v(k)`` this is ``(A B) v``; for an SQL join with a
     group-by it is the join followed by the aggregation.
     """
-    if not isinstance(query, SumProduct):
-        raise TypeError(f"query must be a SumProduct, got {type(query).__name__}")
+    check_instance("query", query, SumProduct)
     scans = _scans(query)
     node: PlanNode = scans[0]
     for k in range(1, len(scans)):
@@ -1067,8 +1069,7 @@ def plan_rewritten(query: SumProduct, domains: dict[str, int]) -> PlanNode:
     domains : dict of str to int
         Domain size of every variable (guides the elimination order).
     """
-    if not isinstance(query, SumProduct):
-        raise TypeError(f"query must be a SumProduct, got {type(query).__name__}")
+    check_instance("query", query, SumProduct)
     for v in query.variables:
         if v not in domains:
             raise ValueError(f"domains has no size for variable {v!r}")
@@ -1200,8 +1201,7 @@ def choose_representation(node: PlanNode, db: Database, semiring: str) -> Choice
     the dense accumulator cleared at ``ACCUMULATOR_COST``; pairs are estimated as
     ``nnz(left) * nnz(right) / |shared domain|``.
     """
-    if not isinstance(db, Database):
-        raise TypeError(f"db must be a Database, got {type(db).__name__}")
+    check_instance("db", db, Database)
     check_choice("semiring", semiring, SEMIRINGS)
     domains = _domains(_plan_atoms(node), db)
     d_madds = dense_madds(node, domains)
@@ -1434,8 +1434,7 @@ def execute(
     """
     if not isinstance(node, Scan | Join | Reduce):
         raise TypeError(f"node must be a plan node, got {type(node).__name__}")
-    if not isinstance(db, Database):
-        raise TypeError(f"db must be a Database, got {type(db).__name__}")
+    check_instance("db", db, Database)
     check_choice("semiring", semiring, SEMIRINGS)
     check_choice("representation", representation, REPRESENTATIONS)
     value, madds = _run(node, db, semiring, representation, bindings or {})
@@ -1485,8 +1484,7 @@ def evaluate_fixpoint(
         If the iteration has not converged after ``max_rounds``, or a sparse fixpoint's
         step is not a linear step over one edge relation.
     """
-    if not isinstance(fix, Fixpoint):
-        raise TypeError(f"fix must be a Fixpoint, got {type(fix).__name__}")
+    check_instance("fix", fix, Fixpoint)
     check_choice("representation", representation, REPRESENTATIONS)
     max_rounds = check_int("max_rounds", max_rounds, minimum=1)
     semiring = fix.semiring
@@ -1988,8 +1986,7 @@ def run_experiment(config: Config) -> Result:
     representation per case. Each executed run is checked against its reference
     (grouped sums of the materialised join, ``numpy.einsum``, networkx).
     """
-    if not isinstance(config, Config):
-        raise TypeError(f"config must be a Config, got {type(config).__name__}")
+    check_instance("config", config, Config)
     rng = np.random.default_rng(config.seed)
     _warm_kernels()
     runs: list[PlanRun] = []
@@ -2041,8 +2038,7 @@ def check_claim(result: Result) -> None:
     paperlab.claims.ClaimFailed
         If any part fails; the message names the case and the numbers.
     """
-    if not isinstance(result, Result):
-        raise TypeError(f"result must be a Result, got {type(result).__name__}")
+    check_instance("result", result, Result)
     for r in result.runs:
         if not r.executed:
             continue

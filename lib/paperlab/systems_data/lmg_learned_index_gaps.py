@@ -42,7 +42,13 @@ from paperlab.kernels.learned_index import (
     pla_train,
     sorted_insert_moves,
 )
-from paperlab.validation import check_array, check_choice, check_float, check_int
+from paperlab.validation import (
+    check_array,
+    check_choice,
+    check_float,
+    check_instance,
+    check_int,
+)
 
 __all__ = [
     "DISTRIBUTIONS",
@@ -1249,8 +1255,7 @@ def run_experiment(config: Config) -> Result:
     -------
     Result
     """
-    if not isinstance(config, Config):
-        raise TypeError(f"config must be a Config, got {type(config).__name__}")
+    check_instance("config", config, Config)
     eps_used, eps_tables, metrics = {}, {}, []
     for d_index, distribution in enumerate(config.distributions):
         rng = np.random.default_rng([config.seed, DISTRIBUTIONS.index(distribution)])
@@ -1294,8 +1299,7 @@ def check_claim(result: Result) -> None:
     paperlab.claims.ClaimFailed
         If any part fails; the message names the distribution and the numbers.
     """
-    if not isinstance(result, Result):
-        raise TypeError(f"result must be a Result, got {type(result).__name__}")
+    check_instance("result", result, Result)
     variant = result.config.variant
     half_log = MAX_LOOKUP_FRACTION * math.log2(result.config.n_keys)
     for d in result.config.distributions:
@@ -1498,8 +1502,7 @@ def plot_explore(result: ExploreResult):
     """Figure for the widget: segments in a key window, and per-operation costs."""
     from paperlab.plotting import COLORS, label_axes, subplots
 
-    if not isinstance(result, ExploreResult):
-        raise TypeError(f"result must be an ExploreResult, got {type(result).__name__}")
+    check_instance("result", result, ExploreResult)
     fig, (left, right) = subplots(1, 2, width=10.0, height=3.6)
     n = result.keys.shape[0]
     window = int(min(n, max(200, 3 * n // result.n_segments)))
@@ -1539,8 +1542,7 @@ def plot_summary(result: Result):
     """Figure: comparisons per lookup and keys shifted per insert, by distribution."""
     from paperlab.plotting import COLORS, label_axes, subplots
 
-    if not isinstance(result, Result):
-        raise TypeError(f"result must be a Result, got {type(result).__name__}")
+    check_instance("result", result, Result)
     dists = result.config.distributions
     fig, (left, right) = subplots(1, 2, width=10.0, height=3.6)
     x = np.arange(len(dists))

@@ -46,6 +46,7 @@ from paperlab.validation import (
     check_array,
     check_choice,
     check_float,
+    check_instance,
     check_int,
     check_probability,
 )
@@ -755,10 +756,8 @@ def measure(
     -------
     Metrics
     """
-    if not isinstance(trace, Trace):
-        raise TypeError(f"trace must be a Trace, got {type(trace).__name__}")
-    if not isinstance(workload, Workload):
-        raise TypeError(f"workload must be a Workload, got {type(workload).__name__}")
+    check_instance("trace", trace, Trace)
+    check_instance("workload", workload, Workload)
     mu = check_float("mu", mu, minimum=0.0, strict_minimum=True)
     if forecast is not None:
         forecast = check_array(
@@ -868,8 +867,7 @@ def make_controller(variant: str, workload: Workload, config: Config):
 
 def run_variant(variant: str, workload: Workload, config: Config):
     """Run one controller variant on one workload; return its trace and forecasts."""
-    if not isinstance(config, Config):
-        raise TypeError(f"config must be a Config, got {type(config).__name__}")
+    check_instance("config", config, Config)
     controller, forecast = make_controller(variant, workload, config)
     start = workload.demand.shape[0] - STEPS_PER_DAY - config.warmup
     trace = simulate_control(
@@ -917,8 +915,7 @@ class Result:
 def run_experiment(config: Config) -> Result:
     """Run ``config.variant``, the reactive baseline and ``config.compare`` on every
     seed's workload and score the last day."""
-    if not isinstance(config, Config):
-        raise TypeError(f"config must be a Config, got {type(config).__name__}")
+    check_instance("config", config, Config)
     variants = tuple(dict.fromkeys((config.variant, "reactive", *config.compare)))
     runs: dict[str, list[Metrics]] = {v: [] for v in variants}
     for seed in config.seeds:
@@ -942,8 +939,7 @@ def check_claim(result: Result) -> None:
     0.8 times the baseline's; (d) at most 5% more provisioned replicas on average
     and an efficiency (served / servable requests) at least the baseline's.
     """
-    if not isinstance(result, Result):
-        raise TypeError(f"result must be a Result, got {type(result).__name__}")
+    check_instance("result", result, Result)
     name = result.config.variant
     violations = result.cut("sla_violations")
     require(
@@ -1135,8 +1131,7 @@ def plot_timeline(
     -------
     matplotlib.figure.Figure
     """
-    if not isinstance(workload, Workload):
-        raise TypeError(f"workload must be a Workload, got {type(workload).__name__}")
+    check_instance("workload", workload, Workload)
     cluster = check_int("cluster", cluster, minimum=0, maximum=N_CLUSTERS - 1)
     fig, (top, bottom) = plotting.subplots(2, 1, width=8.0, height=5.6, sharex=True)
     hours = np.arange(workload.demand.shape[0])[steps] / 60.0
@@ -1184,8 +1179,7 @@ def _color(variant: str, index: int) -> str:
 
 def plot_summary(result: Result):
     """Four bar charts of the scored metrics, one bar per variant, mean over seeds."""
-    if not isinstance(result, Result):
-        raise TypeError(f"result must be a Result, got {type(result).__name__}")
+    check_instance("result", result, Result)
     variants = [
         v
         for v in ("reactive", "last_value", "predictive", "oracle")
@@ -1212,10 +1206,7 @@ def plot_summary(result: Result):
 
 def plot_emulation(emulation: Emulation):
     """Workers allowed (top) and measured p95 latency (bottom) of each thread pool."""
-    if not isinstance(emulation, Emulation):
-        raise TypeError(
-            f"emulation must be an Emulation, got {type(emulation).__name__}"
-        )
+    check_instance("emulation", emulation, Emulation)
     fig, (top, bottom) = plotting.subplots(2, 1, width=8.0, height=5.0, sharex=True)
     ticks = np.arange(emulation.arrivals.shape[0])
     need = emulation.arrivals / 2.0

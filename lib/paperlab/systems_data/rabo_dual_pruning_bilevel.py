@@ -44,7 +44,13 @@ import torch
 from scipy.optimize import minimize
 
 from paperlab.claims import require
-from paperlab.validation import check_array, check_choice, check_float, check_int
+from paperlab.validation import (
+    check_array,
+    check_choice,
+    check_float,
+    check_instance,
+    check_int,
+)
 
 __all__ = [
     "VARIANTS",
@@ -226,8 +232,7 @@ class ClientStats:
 
 def client_stats(data: ClientData) -> ClientStats:
     """The :class:`ClientStats` of one client's data, as float64 tensors."""
-    if not isinstance(data, ClientData):
-        raise TypeError(f"data must be a ClientData, got {type(data).__name__}")
+    check_instance("data", data, ClientData)
     n, m = data.A.shape[0], data.V.shape[0]
     t = lambda a: torch.as_tensor(a, dtype=DTYPE)  # noqa: E731
     return ClientStats(
@@ -331,8 +336,7 @@ def _lift(t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def _check_batch(stats, **tensors: torch.Tensor) -> None:
     """Check ``stats`` and that every tensor is (B, d) or (B, R, d), all alike."""
-    if not isinstance(stats, ClientStats):
-        raise TypeError(f"stats must be a ClientStats, got {type(stats).__name__}")
+    check_instance("stats", stats, ClientStats)
     _check_tensors(stats.r.shape, **tensors)
 
 
@@ -1398,8 +1402,7 @@ def run_experiment(config: Config) -> Result:
     -------
     Result
     """
-    if not isinstance(config, Config):
-        raise TypeError(f"config must be a Config, got {type(config).__name__}")
+    check_instance("config", config, Config)
     n_clients = len(config.capacities)
     estimator = {
         seed: estimator_check(
@@ -1456,8 +1459,7 @@ def check_claim(result: Result) -> None:
     paperlab.claims.ClaimFailed
         If any part fails; the message names the seed and the numbers.
     """
-    if not isinstance(result, Result):
-        raise TypeError(f"result must be a Result, got {type(result).__name__}")
+    check_instance("result", result, Result)
     variant = result.config.variant
     for seed in result.config.seeds:
         cos = result.estimator[seed]["cosine"]
@@ -1545,8 +1547,7 @@ def plot_training(result: Result, seed: int | None = None):
     """Excess validation loss against rounds and against coordinate-gradient work."""
     from paperlab import plotting
 
-    if not isinstance(result, Result):
-        raise TypeError(f"result must be a Result, got {type(result).__name__}")
+    check_instance("result", result, Result)
     seed = result.config.seeds[0] if seed is None else seed
     trace = result.trace
     fig, (left, right) = _subplots(2, width=10.0)
@@ -1576,8 +1577,7 @@ def plot_coverage_sweep(result: Result):
     """Aggregation error and final gradient norm against the minimum coverage."""
     from paperlab import plotting
 
-    if not isinstance(result, Result):
-        raise TypeError(f"result must be a Result, got {type(result).__name__}")
+    check_instance("result", result, Result)
     cov = np.array(result.config.sweep_coverages)
     fig, (left, right) = _subplots(2, width=9.0)
     for color, seed in zip(plotting.COLORS, result.config.seeds, strict=False):
@@ -1608,8 +1608,7 @@ def plot_explore(result: Result, r_min: float):
     """Excess validation loss per round of the four variants at one ``r_min``."""
     from paperlab import plotting
 
-    if not isinstance(result, Result):
-        raise TypeError(f"result must be a Result, got {type(result).__name__}")
+    check_instance("result", result, Result)
     profile = capacity_profile(r_min, len(result.config.capacities))
     fig, ax = _subplots(1, width=6.4)
     for color, variant in zip(plotting.COLORS, VARIANTS, strict=False):

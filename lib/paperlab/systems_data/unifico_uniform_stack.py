@@ -43,7 +43,7 @@ import numpy as np
 from paperlab.claims import require
 from paperlab.kernels import toy_isa as vm
 from paperlab.timing import median_time
-from paperlab.validation import check_array, check_choice, check_int
+from paperlab.validation import check_array, check_choice, check_instance, check_int
 
 __all__ = [
     "ISAS", "MODES", "VARIANTS", "BENCHMARKS", "DIVE_SOURCE", "STACK_UNITS",
@@ -560,8 +560,7 @@ def build(source: str, mode: str, pad: bool = True) -> dict:
         ``{"X": Binary, "A": Binary}`` (cached: do not modify the arrays).
     """
     mode = check_choice("mode", mode, MODES)
-    if not isinstance(pad, bool):
-        raise TypeError(f"pad must be a bool, got {type(pad).__name__}")
+    check_instance("pad", pad, bool)
     funcs = parse_program(source)
     compiled = {isa: _compile_isa(funcs, isa, mode) for isa in ISAS}
     streams = {isa: stream for isa, (stream, _) in compiled.items()}
@@ -586,8 +585,7 @@ _OPERANDS |= {"JMP": "{a}", "JZ": "{ra}, {b}", "MIGPT": "site {a}"}
 
 def disassemble(binary: Binary, function: str) -> list[str]:
     """One line of assembly text per instruction of ``function``."""
-    if not isinstance(binary, Binary):
-        raise TypeError(f"binary must be a Binary, got {type(binary).__name__}")
+    check_instance("binary", binary, Binary)
     index = binary.func_names.index(
         check_choice("function", function, binary.func_names)
     )
@@ -611,8 +609,7 @@ def disassemble(binary: Binary, function: str) -> list[str]:
 
 def initial_state(binary: Binary, args) -> tuple[np.ndarray, np.ndarray]:
     """Registers (arguments in r0..) and an empty stack for a run from the stub."""
-    if not isinstance(binary, Binary):
-        raise TypeError(f"binary must be a Binary, got {type(binary).__name__}")
+    check_instance("binary", binary, Binary)
     args = check_array("args", args, ndim=1, dtype=np.float64, finite=True)
     if args.shape[0] > len(SCRATCH):
         raise ValueError(f"args must have at most 5 values, got {args.shape[0]}")
@@ -1094,8 +1091,7 @@ def run_experiment(config: Config) -> Result:
     -------
     Result
     """
-    if not isinstance(config, Config):
-        raise TypeError(f"config must be a Config, got {type(config).__name__}")
+    check_instance("config", config, Config)
     rng = np.random.default_rng(config.seed)
     results = tuple(_run_benchmark(b, config, rng) for b in BENCHMARKS.values())
     words = {v: tuple(migration_words(d, v) for d in config.depths) for v in VARIANTS}
@@ -1122,8 +1118,7 @@ def check_claim(result: Result) -> None:
     paperlab.claims.ClaimFailed
         If any part fails; the message names the benchmark and the numbers.
     """
-    if not isinstance(result, Result):
-        raise TypeError(f"result must be a Result, got {type(result).__name__}")
+    check_instance("result", result, Result)
     variant, depths = result.config.variant, result.config.depths
     for b in result.benchmarks:
         require(b.plain_ok, f"{b.name}: compiled code disagrees with plain Python")
