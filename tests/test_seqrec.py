@@ -58,6 +58,17 @@ def test_sasrec_is_causal():
     assert not torch.allclose(a[:, 4:], b[:, 4:])
 
 
+def test_positions_are_aligned_to_the_newest_item():
+    model = seqrec.SASRec(n_items=30, max_len=6, dropout=0.0).eval()
+    items = torch.randint(0, 30, (2, 4))
+    with torch.no_grad():
+        before = model(items)
+        model.pos_emb.weight[:2] = torch.randn(2, model.pos_emb.embedding_dim)
+        assert torch.equal(model(items), before)  # rows 0-1 unused by 4 items
+        model.pos_emb.weight[5] += 1.0
+        assert not torch.allclose(model(items)[:, -1], before[:, -1])
+
+
 def test_sasrec_beats_popularity():
     log = seqrec.generate_interactions(seed=0)
     history, targets = seqrec.leave_last_out(log.items)
@@ -67,7 +78,7 @@ def test_sasrec_beats_popularity():
     losses = seqrec.train_next_item(model, history, epochs=10, lr=1e-2, seed=0)
     assert losses[-1] < losses[0] - 0.3
     ranks = seqrec.rank_next_items(model, history, targets)
-    # measured: 0.235 against 0.211 for popularity (seed 0)
+    # measured: 0.248 against 0.211 for popularity (seed 0)
     assert hit_rate_at_k(ranks, 10) > hit_rate_at_k(pop_ranks, 10) + 0.01
 
 

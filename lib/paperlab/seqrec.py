@@ -237,6 +237,11 @@ def leave_last_out(sequences: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class SASRec(nn.Module):
     """Self-attentive sequential recommender with optional early-fused side streams.
 
+    Position embeddings are aligned to the end of the sequence: the newest item always
+    sits at position ``max_len - 1``. Training on histories of length ``L - 1`` and
+    then scoring histories of length ``L`` therefore reuses trained positions for all
+    but the oldest item.
+
     Parameters
     ----------
     n_items : int
@@ -315,7 +320,10 @@ class SASRec(nn.Module):
         x = self.item_emb(items)
         for emb, stream in zip(self.side_embs, side, strict=True):
             x = x + emb(stream)
-        x = self.dropout(x + self.pos_emb.weight[:length])
+        # positions count back from the newest item (as left padding to max_len does
+        # in SASRec), so the newest item always gets the same, trained, position even
+        # when scoring a history one item longer than the training inputs
+        x = self.dropout(x + self.pos_emb.weight[self.max_len - length :])
         causal = torch.triu(
             torch.ones(length, length, dtype=torch.bool, device=items.device), 1
         )
