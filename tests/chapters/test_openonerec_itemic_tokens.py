@@ -1,0 +1,203 @@
+"""OpenOneRec itemic tokens (arXiv 2512.24762): mechanism, bad input and the claim."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from paperlab.claims import ClaimFailed
+from paperlab.recommendation_retrieval import openonerec_itemic_tokens as ch
+from paperlab.residual_quantization import collision_rate
+
+
+@pytest.fixture(scope="module")
+def result():
+    """The chapter's default experiment (about 10 s)."""
+    return ch.run_experiment(ch.Config())
+
+
+def _as_variant(result, variant, runs=None):
+    """The same measurements, with the claim pointed at another tokenizer."""
+    tokenizers = tuple(dict.fromkeys([*result.config.tokenizers, variant]))
+    config = ch.Config(variant=variant, tokenizers=tokenizers)
+    return ch.Result(config, result.runs if runs is None else runs)
+
+
+# ------------------------------------------------------------------ the claim
+
+
+def test_claim_holds_for_rq_kmeans(result):
+    ch.check_claim(result)
+
+
+def test_claim_fails_for_random_codes(result):
+    with pytest.raises(ClaimFailed, match="random codes name the fine group"):
+        ch.check_claim(_as_variant(result, "random"))
+
+
+def test_claim_fails_on_recall_alone_for_random_codes(result):
+    """Even granted perfect purity, random codes miss the Recall@10 gain."""
+    runs = tuple(
+        replace(r, purity=1.0) if r.tokenizer == "random" else r for r in result.runs
+    )
+    with pytest.raises(ClaimFailed, match="above random"):
+        ch.check_claim(_as_variant(result, "random", runs))
+
+
+def test_claim_fails_without_the_residual_step(result):
+    """Codes from k-means on raw embeddings do not name the fine groups."""
+    catalogue = ch.make_catalogue(seed=0)
+    _, semantic = ch.itemic_codes(
+        catalogue.embeddings, (20, 5, 10), "no_residual", seed=0
+    )
+    purity = ch.prefix_purity(semantic, catalogue.fine, 3)
+    fake = ch.SeedResult("no_residual", 0, 1.0, 0.0, purity, 1, ())
+    runs = (fake, *[r for r in result.runs if r.tokenizer == "random"][:1])
+    bad = ch.Result(
+        ch.Config(
+            variant="no_residual", tokenizers=("no_residual", "random"), n_seeds=1
+        ),
+        runs,
+    )
+    with pytest.raises(ClaimFailed, match="fine group"):
+        ch.check_claim(bad)
+
+
+def test_result_numbers_are_consistent(result):
+    for run in result.runs:
+        assert 0.0 <= run.recall <= 1.0
+        assert len(run.losses) == result.config.epochs
+        assert run.losses[-1] < run.losses[0]
+    rq = result.get("rq_kmeans")
+    assert all(r.semantic_collisions > 0.5 for r in rq)  # why a suffix level is needed
+    with pytest.raises(KeyError):
+        result.get("no_residual")
+
+
+# ------------------------------------------------------------- the mechanism
+
+
+def test_catalogue_and_sessions_shapes():
+    cat = ch.make_catalogue(n_coarse=3, n_fine=2, items_per_fine=4, dim=5, seed=1)
+    assert cat.embeddings.shape == (24, 5) and cat.n_fine == 6
+    assert np.array_equal(cat.fine, np.repeat(np.arange(6), 4))
+    sessions = ch.make_sessions(cat.fine, n_users=50, seq_len=7, p_top=1.0, seed=1)
+    assert sessions.shape == (50, 7) and sessions.max() < 24
+    # with p_top = 1 every step follows one fixed successor per group
+    groups = cat.fine[sessions]
+    pairs = {
+        (a, b)
+        for a, b in zip(groups[:, :-1].ravel(), groups[:, 1:].ravel(), strict=True)
+    }
+    assert len({a for a, _ in pairs}) == len(pairs)
+
+
+def test_disambiguate_makes_codes_unique():
+    codes = np.array([[0, 1], [0, 1], [2, 0], [0, 1], [2, 0], [1, 1]])
+    full, suffix_size = ch.disambiguate(codes)
+    assert suffix_size == 3
+    assert collision_rate(full) == 0.0
+    assert np.array_equal(full[:, :2], codes)
+    assert full[:, 2].tolist() == [0, 1, 0, 2, 1, 0]
+
+
+def test_rq_codes_name_fine_groups_and_random_codes_do_not():
+    cat = ch.make_catalogue(seed=0)
+    codes, semantic = ch.itemic_codes(cat.embeddings, (20, 5, 10), "rq_kmeans", 0)
+    assert collision_rate(codes) == 0.0
+    assert ch.prefix_purity(semantic, cat.fine, 3) > 0.9
+    assert ch.prefix_purity(semantic, cat.coarse, 1) > 0.9
+    rand, _ = ch.itemic_codes(cat.embeddings, (20, 5, 10), "random", 0)
+    assert rand.shape == codes.shape and collision_rate(rand) == 0.0
+    assert ch.prefix_purity(rand, cat.coarse, 1) < 0.3
+
+
+def test_prefix_purity_by_hand():
+    codes = np.array([[0, 0], [0, 1], [1, 0], [1, 0]])
+    labels = np.array([0, 1, 1, 0])
+    assert ch.prefix_purity(codes, labels, 1) == 0.5
+    assert ch.prefix_purity(codes, labels, 2) == 0.75
+
+
+def test_tokens_use_one_block_per_level():
+    codes = np.array([[0, 2], [1, 0], [1, 1]])
+    tokens, levels, vocab = ch.to_tokens(np.array([[2, 0]]), codes)
+    assert vocab == 5
+    assert tokens.tolist() == [[1, 3, 0, 4]]
+    assert levels.tolist() == [[0, 1, 0, 1]]
+
+
+class _Fixed(torch.nn.Module):
+    """A fake model whose next-token log-scores are a fixed table per level."""
+
+    def __init__(self, table):
+        super().__init__()
+        self.table = torch.as_tensor(table, dtype=torch.float32)
+
+    def forward(self, tokens, side):
+        self.last_level = side[0][:, -1]
+        return tokens.float()[..., None]
+
+    def logits(self, hidden):
+        return self.table.expand(hidden.shape[0], -1)
+
+
+def test_beam_search_matches_brute_force(monkeypatch):
+    """A beam as wide as the catalogue keeps every path: it must rank all items
+    by their summed level scores, as an exhaustive search does."""
+    rng = np.random.default_rng(3)
+    codes, _ = ch.disambiguate(rng.integers(0, 3, size=(12, 2)))
+    trie = ch.CodeTrie(codes)
+    table = rng.normal(size=trie.vocab_size)
+    monkeypatch.setattr(ch, "ItemicLM", _Fixed)
+    offsets = np.array([lo for lo, _ in trie.level_tokens])
+    # log_softmax over the whole vocabulary shifts every level by the same constant
+    score = table[codes + offsets].sum(axis=1)
+    expected = np.argsort(-score, kind="stable")
+    tokens = np.zeros((2, 3), dtype=np.int64)
+    decoded = ch.beam_search(_Fixed(table), tokens, tokens, trie, beam_width=12)
+    assert decoded.shape == (2, 12)
+    assert decoded[0].tolist() == expected.tolist()
+    narrow = ch.beam_search(_Fixed(table), tokens, tokens, trie, beam_width=3)
+    assert set(narrow[0]) <= set(range(12)) and len(set(narrow[0])) == 3
+
+
+def test_unconstrained_beams_can_leave_the_catalogue(monkeypatch):
+    codes = np.array([[0, 0], [1, 1]])
+    trie = ch.CodeTrie(codes)
+    table = np.array([5.0, 0.0, 0.0, 5.0])  # best path (0, 1) is no item
+    monkeypatch.setattr(ch, "ItemicLM", _Fixed)
+    tokens = np.zeros((1, 2), dtype=np.int64)
+    free = ch.beam_search(_Fixed(table), tokens, tokens, trie, 1, constrained=False)
+    tied = ch.beam_search(_Fixed(table), tokens, tokens, trie, 1, constrained=True)
+    assert free.tolist() == [[-1]]
+    assert tied.tolist() == [[0]]
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="variant"):
+        ch.Config(variant="hash")
+    with pytest.raises(ValueError, match="tokenizers must include"):
+        ch.Config(tokenizers=("rq_kmeans",))
+    with pytest.raises(ValueError, match="n_eval_users"):
+        ch.Config(n_eval_users=10_000)
+    with pytest.raises(TypeError, match="constrained"):
+        ch.Config(constrained=1)
+    with pytest.raises(ValueError, match="tokenizer"):
+        ch.itemic_codes(np.zeros((4, 2)), (2,), "vq_vae")
+    with pytest.raises(ValueError, match="codebook_sizes"):
+        ch.itemic_codes(np.zeros((4, 2)), (9,), "rq_kmeans")
+    with pytest.raises(ValueError, match="unique"):
+        ch.CodeTrie(np.array([[0, 1], [0, 1]]))
+    with pytest.raises(ValueError, match="items must lie"):
+        ch.to_tokens(np.array([[5]]), np.array([[0], [1]]))
+    with pytest.raises(ValueError, match="p_top"):
+        ch.make_sessions(np.arange(4), p_top=1.5)
+    with pytest.raises(TypeError, match="config"):
+        ch.run_experiment({"n_seeds": 1})
+    with pytest.raises(ValueError, match="d_model"):
+        ch.ItemicLM(10, 2, 8, d_model=5, n_heads=2)
