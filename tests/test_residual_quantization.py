@@ -5,7 +5,9 @@ import pytest
 
 from paperlab.residual_quantization import (
     collision_rate,
+    disambiguate,
     kmeans,
+    prefix_purity,
     random_codes,
     rq_kmeans,
 )
@@ -52,14 +54,6 @@ def test_rq_prefixes_follow_the_hierarchy_and_residuals_shrink():
     assert recon_error == pytest.approx(rq.residual_norms[-1], rel=1e-4)
 
 
-def prefix_purity(codes, truth):
-    """Share of items whose code prefix's majority true group is their own."""
-    _, groups = np.unique(codes, axis=0, return_inverse=True)
-    return sum(
-        np.bincount(truth[groups.ravel() == g]).max() for g in set(groups.ravel())
-    ) / len(truth)
-
-
 def test_the_residual_step_makes_second_level_codes_mean_fine_groups():
     X = hierarchical_items(1)
     fine_truth = np.repeat(np.arange(100), 10)
@@ -67,7 +61,10 @@ def test_the_residual_step_makes_second_level_codes_mean_fine_groups():
     # without residuals, level 2 clusters the raw embeddings again (coarse again)
     flat = np.stack([kmeans(X, k, seed=s)[1] for s, k in enumerate((20, 5))], 1)
     # measured: 0.53 with the residual step, about 0.2 without
-    assert prefix_purity(rq.codes, fine_truth) > prefix_purity(flat, fine_truth) + 0.2
+    assert (
+        prefix_purity(rq.codes, fine_truth, 2)
+        > prefix_purity(flat, fine_truth, 2) + 0.2
+    )
 
 
 def test_random_codes_are_distinct_and_in_range():
@@ -91,3 +88,19 @@ def test_bad_inputs_raise():
         random_codes(11, (2, 5))
     with pytest.raises(ValueError, match="finite|NaN"):
         kmeans(np.full((3, 2), np.nan), 2)
+
+
+def test_disambiguate_makes_codes_unique():
+    codes = np.array([[0, 1], [0, 1], [2, 0], [0, 1], [2, 0], [1, 1]])
+    full, suffix_size = disambiguate(codes)
+    assert suffix_size == 3
+    assert collision_rate(full) == 0.0
+    assert np.array_equal(full[:, :2], codes)
+    assert full[:, 2].tolist() == [0, 1, 0, 2, 1, 0]
+
+
+def test_prefix_purity_by_hand():
+    codes = np.array([[0, 0], [0, 1], [1, 0], [1, 0]])
+    labels = np.array([0, 1, 1, 0])
+    assert prefix_purity(codes, labels, 1) == 0.5
+    assert prefix_purity(codes, labels, 2) == 0.75

@@ -25,7 +25,9 @@ from paperlab.validation import check_array, check_int
 __all__ = [
     "RQCodes",
     "collision_rate",
+    "disambiguate",
     "kmeans",
+    "prefix_purity",
     "random_codes",
     "rq_kmeans",
 ]
@@ -207,3 +209,46 @@ def collision_rate(codes: np.ndarray) -> float:
         codes, axis=0, return_inverse=True, return_counts=True
     )
     return float(np.mean(counts[inverse.ravel()] > 1))
+
+
+def disambiguate(codes: np.ndarray) -> tuple[np.ndarray, int]:
+    """Append one level that tells apart items sharing the same code.
+
+    The new last column numbers the items of each group of identical codes
+    ``0, 1, 2, ...`` in item order, so every full code is unique.
+
+    Parameters
+    ----------
+    codes : int array [n, L]
+
+    Returns
+    -------
+    codes : int32[n, L + 1]
+    suffix_size : int
+        Size of the appended level (the largest group of colliding items).
+    """
+    codes = check_array("codes", codes, ndim=2, min_size=1)
+    _, inverse = np.unique(codes, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    order = np.argsort(inverse, kind="stable")
+    counts = np.bincount(inverse)
+    starts = np.concatenate([[0], np.cumsum(counts)])[:-1]
+    suffix = np.empty(len(codes), dtype=np.int32)
+    suffix[order] = np.arange(len(codes)) - np.repeat(starts, counts)
+    full = np.concatenate([codes, suffix[:, None]], axis=1).astype(np.int32)
+    return full, int(counts.max())
+
+
+def prefix_purity(codes: np.ndarray, labels: np.ndarray, depth: int) -> float:
+    """Share of items whose code prefix's majority label is their own label.
+
+    With ``labels`` the true fine groups, purity near 1 says the first ``depth``
+    levels of the code already name an item's group.
+    """
+    codes = check_array("codes", codes, ndim=2, min_size=1)
+    labels = check_array("labels", labels, ndim=1, shape=(len(codes),))
+    depth = check_int("depth", depth, minimum=1, maximum=codes.shape[1])
+    _, inverse = np.unique(codes[:, :depth], axis=0, return_inverse=True)
+    table = np.zeros((int(inverse.max()) + 1, int(labels.max()) + 1), dtype=np.int64)
+    np.add.at(table, (inverse.ravel(), labels.astype(np.int64)), 1)
+    return float(table.max(axis=1).sum() / len(codes))

@@ -8,7 +8,7 @@ import torch
 
 from paperlab.claims import ClaimFailed
 from paperlab.recommendation_retrieval import openonerec_itemic_tokens as ch
-from paperlab.residual_quantization import collision_rate
+from paperlab.residual_quantization import collision_rate, disambiguate, prefix_purity
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_claim_fails_without_the_residual_step(result):
     _, semantic = ch.itemic_codes(
         catalogue.embeddings, (20, 5, 10), "no_residual", seed=0
     )
-    purity = ch.prefix_purity(semantic, catalogue.fine, 3)
+    purity = prefix_purity(semantic, catalogue.fine, 3)
     fake = ch.SeedResult("no_residual", 0, 1.0, 0.0, purity, 1, ())
     runs = (fake, *[r for r in result.runs if r.tokenizer == "random"][:1])
     bad = ch.Result(
@@ -93,31 +93,15 @@ def test_catalogue_and_sessions_shapes():
     assert len({a for a, _ in pairs}) == len(pairs)
 
 
-def test_disambiguate_makes_codes_unique():
-    codes = np.array([[0, 1], [0, 1], [2, 0], [0, 1], [2, 0], [1, 1]])
-    full, suffix_size = ch.disambiguate(codes)
-    assert suffix_size == 3
-    assert collision_rate(full) == 0.0
-    assert np.array_equal(full[:, :2], codes)
-    assert full[:, 2].tolist() == [0, 1, 0, 2, 1, 0]
-
-
 def test_rq_codes_name_fine_groups_and_random_codes_do_not():
     cat = ch.make_catalogue(seed=0)
     codes, semantic = ch.itemic_codes(cat.embeddings, (20, 5, 10), "rq_kmeans", 0)
     assert collision_rate(codes) == 0.0
-    assert ch.prefix_purity(semantic, cat.fine, 3) > 0.9
-    assert ch.prefix_purity(semantic, cat.coarse, 1) > 0.9
+    assert prefix_purity(semantic, cat.fine, 3) > 0.9
+    assert prefix_purity(semantic, cat.coarse, 1) > 0.9
     rand, _ = ch.itemic_codes(cat.embeddings, (20, 5, 10), "random", 0)
     assert rand.shape == codes.shape and collision_rate(rand) == 0.0
-    assert ch.prefix_purity(rand, cat.coarse, 1) < 0.3
-
-
-def test_prefix_purity_by_hand():
-    codes = np.array([[0, 0], [0, 1], [1, 0], [1, 0]])
-    labels = np.array([0, 1, 1, 0])
-    assert ch.prefix_purity(codes, labels, 1) == 0.5
-    assert ch.prefix_purity(codes, labels, 2) == 0.75
+    assert prefix_purity(rand, cat.coarse, 1) < 0.3
 
 
 def test_tokens_use_one_block_per_level():
@@ -147,7 +131,7 @@ def test_beam_search_matches_brute_force(monkeypatch):
     """A beam as wide as the catalogue keeps every path: it must rank all items
     by their summed level scores, as an exhaustive search does."""
     rng = np.random.default_rng(3)
-    codes, _ = ch.disambiguate(rng.integers(0, 3, size=(12, 2)))
+    codes, _ = disambiguate(rng.integers(0, 3, size=(12, 2)))
     trie = ch.CodeTrie(codes)
     table = rng.normal(size=trie.vocab_size)
     monkeypatch.setattr(ch, "ItemicLM", _Fixed)
