@@ -123,6 +123,13 @@ class TestDisplay:
         with pytest.raises(TypeError, match="obj must be a function"):
             display.source_markdown(3)
 
+    def test_source_markdown_shows_a_numba_kernel_as_written(self):
+        from paperlab.kernels.kmeans import kmeans_assign
+
+        md = display.source_markdown(kmeans_assign)
+        assert md.startswith("*`kmeans_assign`, from `paperlab.kernels.kmeans`:*")
+        assert "@numba.njit(cache=True)\ndef kmeans_assign(" in md
+
 
 class TestPlotting:
     def test_label_axes_requires_every_label(self):
