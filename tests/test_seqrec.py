@@ -41,6 +41,33 @@ def test_planted_seasonal_pattern_changes_the_transitions():
     assert 0.5 * np.abs(rows[0] - rows[1]).sum(axis=1).mean() > 0.4
 
 
+def _item_shares_by_span(log):
+    """Share of each item among the interactions of every span, [n_spans, n_items]."""
+    counts = np.zeros((log.n_spans, log.n_items))
+    np.add.at(counts, (log.spans, log.items), 1)
+    return counts / counts.sum(axis=1, keepdims=True)
+
+
+def test_planted_popularity_trend_follows_the_calendar():
+    kwargs = {"n_users": 3000, "p_noise": 0.0, "seed": 0}
+    plain = seqrec.generate_interactions(**kwargs)
+    trend = seqrec.generate_interactions(trend_spans=3, **kwargs)
+    # same walk, same categories: only the item inside each category is relabelled
+    assert np.array_equal(trend.categories, plain.categories)
+    assert np.array_equal(trend.item_category, plain.item_category)
+    shares = [_item_shares_by_span(log) for log in (plain, trend)]
+    # total variation between consecutive spans' item shares (categories shift too)
+    tv = [0.5 * np.abs(np.diff(share, axis=0)).sum(axis=1) for share in shares]
+    new_block = np.arange(1, 12) % 3 == 0  # span s starts a new block of 3
+    assert tv[0].max() < 0.3  # without a trend only the category mix moves
+    assert tv[1][new_block].min() > 0.5  # the popular items change at a new block
+    assert tv[1][~new_block].max() < 0.3  # and stay put inside a block
+    # the default draws nothing extra: the log is the one without the argument
+    assert np.array_equal(
+        seqrec.generate_interactions(trend_spans=0, **kwargs).items, plain.items
+    )
+
+
 def test_noise_share_matches_p_noise():
     log = seqrec.generate_interactions(n_users=2000, p_noise=1.0, seed=0)
     counts = np.bincount(log.items.ravel(), minlength=log.n_items)
@@ -87,6 +114,8 @@ def test_bad_inputs_raise():
         seqrec.generate_interactions(p_noise=1.5)
     with pytest.raises(ValueError, match="n_items"):
         seqrec.generate_interactions(n_items=5, n_categories=12)
+    with pytest.raises(ValueError, match="trend_spans"):
+        seqrec.generate_interactions(trend_spans=-1)
     with pytest.raises(ValueError, match="at least 2"):
         seqrec.leave_last_out(np.zeros((3, 1), dtype=int))
     with pytest.raises(ValueError, match="divisible"):

@@ -6,8 +6,10 @@ Two things live here, written once:
   item side information (category and brand) and a planted temporal pattern: the next
   category follows a Markov chain whose rows are permuted in alternate quarters of the
   global timeline, the item inside a category is drawn by Zipf popularity, and a share
-  ``p_noise`` of interactions is replaced by uniformly random items. The step-by-step
-  walk is the Numba kernel :func:`paperlab.kernels.seqrec.sample_sessions`.
+  ``p_noise`` of interactions is replaced by uniformly random items. Optionally
+  (``trend_spans``) the popular items of each category change with the calendar, the
+  same for every user. The step-by-step walk is the Numba kernel
+  :func:`paperlab.kernels.seqrec.sample_sessions`.
 - :class:`SASRec`, a small self-attentive next-item model (Kang and McAuley, ICDM 2018,
   arXiv 1808.09781): item plus position embeddings, causal self-attention blocks with
   pre-layer normalisation, and scores as the dot product of the last hidden state with
@@ -118,6 +120,7 @@ def generate_interactions(
     p_noise: float = 0.2,
     zipf_exponent: float = 1.1,
     seed: int = 0,
+    trend_spans: int = 0,
 ) -> InteractionLog:
     """Generate a log with side information and a planted seasonal pattern.
 
@@ -141,6 +144,12 @@ def generate_interactions(
         Popularity of the item ranked ``r`` inside its category is ``r^-exponent``.
     seed : int
         Seed of the generator; the log is a pure function of the arguments.
+    trend_spans : int
+        If positive, which items of a category are popular changes with the calendar:
+        every block of ``trend_spans`` spans relabels the items inside each category by
+        its own random permutation, the same for all users, so the Zipf ranks belong to
+        different items in different blocks. 0 (the default) keeps one popularity order
+        for the whole log and draws nothing extra.
 
     Returns
     -------
@@ -161,6 +170,7 @@ def generate_interactions(
     p_noise = check_float("p_noise", p_noise, minimum=0.0, maximum=1.0)
     zipf_exponent = check_float("zipf_exponent", zipf_exponent, minimum=0.0)
     seed = check_int("seed", seed, minimum=0)
+    trend_spans = check_int("trend_spans", trend_spans, minimum=0)
     rng = np.random.default_rng(seed)
 
     item_category = np.sort(
@@ -199,6 +209,15 @@ def generate_interactions(
     items, _ = sample_sessions(
         trans_cdf, spans, first, cat_offsets, cat_items, item_cdf, p_noise, uniforms
     )
+    if trend_spans:
+        # drawn after everything else, so trend_spans=0 leaves the log unchanged
+        n_blocks = -(-n_spans // trend_spans)
+        relabel = np.empty((n_blocks, n_items), dtype=np.int32)
+        for block in range(n_blocks):
+            for c in range(n_categories):
+                lo, hi = cat_offsets[c], cat_offsets[c + 1]
+                relabel[block, lo:hi] = lo + rng.permutation(hi - lo)
+        items = relabel[spans // trend_spans, items]
     return InteractionLog(
         items=items,
         categories=item_category[items],
