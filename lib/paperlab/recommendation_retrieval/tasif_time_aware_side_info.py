@@ -550,9 +550,10 @@ def _attention_and_values(model: nn.Module, items, side) -> tuple:
     x = model.item_emb(items)
     for emb, stream in zip(model.side_embs, side, strict=True):
         x = x + emb(stream)
-    h = model.attn_norms[0](x + model.pos_emb.weight[: items.shape[1]])
-    attn = model.attns[0]
     length = items.shape[1]
+    # SASRec aligns positions to the newest item (see paperlab.seqrec.SASRec)
+    h = model.attn_norms[0](x + model.pos_emb.weight[model.max_len - length :])
+    attn = model.attns[0]
     causal = torch.triu(torch.ones(length, length, dtype=torch.bool), 1)
     _, weights = attn(
         h, h, h, attn_mask=causal, need_weights=True, average_attn_weights=False
