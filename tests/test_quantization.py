@@ -255,3 +255,10 @@ def test_pack_layout_is_lsb_first():
 def test_bad_inputs_raise(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_rtn_refuses_weights_whose_scale_overflows(symmetric):
+    W = np.array([[1e308, -1e308, 0.0, 1.0]])
+    with pytest.raises(ValueError, match="scale overflows"):
+        quant.rtn_quantize(W, 4, symmetric=symmetric)

@@ -55,6 +55,12 @@ def test_rank_rejects_bad_input(scores, targets, match):
         rank_of_targets(scores, targets)
 
 
+@pytest.mark.parametrize("scores", [np.ones((1, 3), dtype=bool), np.ones((1, 3)) * 1j])
+def test_rank_rejects_non_real_scores(scores):
+    with pytest.raises(TypeError, match="scores must be real"):
+        rank_of_targets(scores, np.array([0]))
+
+
 def test_metrics_reject_bad_ranks_and_k():
     with pytest.raises(ValueError, match="k"):
         recall_at_k(np.array([0]), 0)

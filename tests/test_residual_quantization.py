@@ -79,6 +79,18 @@ def test_collision_rate_counts_items_not_codes():
     assert collision_rate(codes) == 0.5
 
 
+def test_bad_sizes_and_empty_inputs_raise_clearly():
+    with pytest.raises(TypeError, match="sequence of ints"):
+        rq_kmeans(np.zeros((3, 2)), 3)
+    with pytest.raises(ValueError, match="at least one level"):
+        random_codes(3, ())
+    with pytest.raises(ValueError, match="X"):
+        kmeans(np.zeros((0, 2)), 1)
+    # a code space beyond int64 is counted exactly and refused, not overflowed
+    with pytest.raises(ValueError, match="more than 2\\^62"):
+        random_codes(2, (2**40, 2**40), seed=0)
+
+
 def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="k must be <="):
         kmeans(np.zeros((3, 2)), 4)

@@ -195,3 +195,10 @@ def test_bad_inputs_raise(small_model):
         tinylm.pretrained_tiny_lm("huge")
     with pytest.raises(ValueError, match="lr must be > 0"):
         tinylm.train_tiny_lm(SMALL, steps=1, batch_size=1, lr=0.0, seed=0)
+
+
+def test_unigram_baseline_rejects_ids_outside_the_vocabulary():
+    with pytest.raises(ValueError, match="train_ids must lie in 0..3"):
+        tinylm.unigram_bits_per_char(np.array([0, 4]), np.array([1]), 4)
+    with pytest.raises(TypeError, match="val_ids must hold integers"):
+        tinylm.unigram_bits_per_char(np.array([0, 1]), np.array([1.5]), 4)

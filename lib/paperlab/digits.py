@@ -57,6 +57,10 @@ def load_digits_split(
         raise ValueError(f"test_fraction must be < 1, got {test_fraction}")
     images, labels = _load_digits()
     test = _stratified_test_mask(labels, test_fraction, np.random.default_rng(seed))
+    if test.all() or not test.any():
+        raise ValueError(
+            f"test_fraction={test_fraction} leaves an empty training or test split"
+        )
     X_train, X_test = images[~test], images[test]
     y_train, y_test = labels[~test], labels[test]
     mean = X_train.mean(axis=0)

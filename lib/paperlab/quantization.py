@@ -175,6 +175,8 @@ def _numpy_grids(blocks, bits, symmetric, d_in, group):
     ``blocks`` has shape (d_out, n_groups, group), zero-padded past ``d_in``: padding
     changes neither max|w| nor the range (which always includes 0).
     """
+    if np.abs(blocks).max(initial=0.0) > np.finfo(np.float32).max / 4:
+        raise ValueError("W is too large to quantize: a group's scale overflows")
     if symmetric:
         scales = np.abs(blocks).max(axis=2) / (2.0 ** (bits - 1) - 1.0)
         zeros = np.full(scales.shape, 2.0 ** (bits - 1))

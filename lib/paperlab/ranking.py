@@ -48,6 +48,11 @@ def rank_of_targets(
         On shape mismatch, NaN scores or target indices out of range.
     """
     scores = check_array("scores", scores, ndim=2)
+    if scores.dtype == bool or not (
+        np.issubdtype(scores.dtype, np.floating)
+        or np.issubdtype(scores.dtype, np.integer)
+    ):
+        raise TypeError(f"scores must be real numbers, got dtype {scores.dtype}")
     n_queries, n_items = scores.shape
     if np.isnan(scores).any():
         raise ValueError("scores must not contain NaN")

@@ -14,6 +14,7 @@ about 20 ms.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -59,8 +60,8 @@ def kmeans(
         A cluster that empties is re-seeded at the farthest point of a cluster with
         more than one member, so every cluster keeps at least one point.
     """
-    X = check_array("X", X, ndim=2, dtype=np.float32, finite=True)
-    k = check_int("k", k, minimum=1, maximum=max(1, len(X)))
+    X = check_array("X", X, ndim=2, dtype=np.float32, finite=True, min_size=1)
+    k = check_int("k", k, minimum=1, maximum=len(X))
     n_iter = check_int("n_iter", n_iter, minimum=1)
     n_init = check_int("n_init", n_init, minimum=1)
     rng = np.random.default_rng(check_int("seed", seed, minimum=0))
@@ -161,8 +162,7 @@ def rq_kmeans(
     RQCodes
     """
     X = check_array("X", X, ndim=2, dtype=np.float32, finite=True, min_size=1)
-    if len(codebook_sizes) == 0:
-        raise ValueError("codebook_sizes must name at least one level")
+    codebook_sizes = _check_sizes(codebook_sizes)
     sizes = [
         check_int("codebook_sizes", s, minimum=1, maximum=len(X))
         for s in codebook_sizes
@@ -180,6 +180,20 @@ def rq_kmeans(
     return RQCodes(codes=codes, codebooks=books, residual_norms=np.array(norms))
 
 
+def _check_sizes(codebook_sizes: Sequence[int]) -> list[int]:
+    """A non-empty sequence of positive integer codebook sizes, as a list."""
+    if isinstance(codebook_sizes, (str, bytes)) or not isinstance(
+        codebook_sizes, Sequence
+    ):
+        raise TypeError(
+            "codebook_sizes must be a sequence of ints such as (20, 5, 10), "
+            f"got {type(codebook_sizes).__name__}"
+        )
+    if len(codebook_sizes) == 0:
+        raise ValueError("codebook_sizes must name at least one level")
+    return [check_int("codebook_sizes", s, minimum=1) for s in codebook_sizes]
+
+
 def random_codes(n: int, codebook_sizes: Sequence[int], seed: int = 0) -> np.ndarray:
     """Codes of the same length and vocabulary as RQ codes, with no semantics.
 
@@ -192,8 +206,10 @@ def random_codes(n: int, codebook_sizes: Sequence[int], seed: int = 0) -> np.nda
     int32[n, L]
     """
     n = check_int("n", n, minimum=0)
-    sizes = [check_int("codebook_sizes", s, minimum=1) for s in codebook_sizes]
-    space = int(np.prod(sizes))
+    sizes = _check_sizes(codebook_sizes)
+    space = math.prod(sizes)
+    if space > 2**62:
+        raise ValueError(f"codebook_sizes span {space} codes, more than 2^62")
     if n > space:
         raise ValueError(f"n={n} items do not fit in a code space of {space} codes")
     flat = np.random.default_rng(check_int("seed", seed, minimum=0)).choice(

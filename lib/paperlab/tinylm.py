@@ -643,16 +643,20 @@ def _check_model(model) -> TinyCausalLM:
     return check_instance("model", model, TinyCausalLM)
 
 
-def _check_ids(name: str, ids, model: TinyCausalLM, min_size: int) -> np.ndarray:
+def _check_vocab_ids(name: str, ids, vocab: int, min_size: int) -> np.ndarray:
+    """1-D integer token ids in ``0..vocab-1`` (a tensor or array), as int64."""
     if isinstance(ids, torch.Tensor):
         ids = ids.detach().cpu().numpy()
     ids = check_array(name, ids, ndim=1, min_size=min_size)
     if ids.size and not np.issubdtype(ids.dtype, np.integer):
         raise TypeError(f"{name} must hold integers, got dtype {ids.dtype}")
-    vocab = model.config.vocab_size
     if ids.size and (ids.min() < 0 or ids.max() >= vocab):
         raise ValueError(f"{name} must lie in 0..{vocab - 1}")
     return ids.astype(np.int64)
+
+
+def _check_ids(name: str, ids, model: TinyCausalLM, min_size: int) -> np.ndarray:
+    return _check_vocab_ids(name, ids, model.config.vocab_size, min_size)
 
 
 def evaluate_loss(
@@ -713,8 +717,8 @@ def unigram_bits_per_char(train_ids, val_ids, vocab_size: int) -> float:
     """Cross-entropy (bits/char) of ``val_ids`` under the add-one smoothed character
     frequencies of ``train_ids``: the baseline a language model must beat."""
     vocab_size = check_int("vocab_size", vocab_size, minimum=1)
-    train_ids = check_array("train_ids", train_ids, ndim=1, dtype=np.int64)
-    val_ids = check_array("val_ids", val_ids, ndim=1, dtype=np.int64, min_size=1)
+    train_ids = _check_vocab_ids("train_ids", train_ids, vocab_size, min_size=0)
+    val_ids = _check_vocab_ids("val_ids", val_ids, vocab_size, min_size=1)
     counts = np.bincount(train_ids, minlength=vocab_size) + 1.0
     probs = counts / counts.sum()
     return float(-np.mean(np.log2(probs[val_ids])))

@@ -265,10 +265,16 @@ def test_plots(result):
     w = ch.make_workload(0)
     config = ch.Config(seeds=(0,))
     traces = {v: ch.run_variant(v, w, config)[0] for v in ("reactive", "predictive")}
-    plt.close(ch.plot_timeline(w, traces, 0, slice(1500, 1600)))
-    plt.close(ch.plot_summary(result))
     em = ch.emulate_thread_pools(np.full(3, 100.0), {"a": np.full(3, 4.0)})
-    plt.close(ch.plot_emulation(em))
+    figures = [
+        ch.plot_timeline(w, traces, 0, slice(1500, 1600)),
+        ch.plot_summary(result),
+        ch.plot_emulation(em),
+    ]
+    for fig in figures:
+        labelled = [ax for ax in fig.axes if ax.get_xlabel() and ax.get_ylabel()]
+        assert labelled, "every figure needs labelled axes"
+        plt.close(fig)
 
 
 # ------------------------------------------------------------------ bad input
