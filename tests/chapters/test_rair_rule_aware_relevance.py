@@ -109,8 +109,13 @@ def test_metrics_match_scikit_learn():
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 4, 300)
     preds = np.where(rng.random(300) < 0.6, labels, rng.integers(0, 4, 300))
-    assert ch.macro_f1(labels, preds) == pytest.approx(
+    assert ch.macro_f1(labels, preds, levels="all") == pytest.approx(
         f1_score(labels, preds, labels=[0, 1, 2, 3], average="macro", zero_division=0)
+    )
+    # on a subset holding only some levels: average over those present in labels
+    some = labels >= 1
+    assert ch.macro_f1(labels[some], preds[some]) == pytest.approx(
+        f1_score(labels[some], preds[some], labels=[1, 2, 3], average="macro")
     )
     assert ch.cohen_kappa(labels, preds) == pytest.approx(
         cohen_kappa_score(labels, preds)
@@ -119,6 +124,33 @@ def test_metrics_match_scikit_learn():
         np.mean((labels >= 2) == (preds >= 2))
     )
     assert ch.confusion_matrix(labels, preds).sum() == 300
+
+
+def test_macro_f1_ignores_levels_absent_from_the_labels():
+    labels = np.array([1, 1, 2, 2, 2])
+    assert ch.macro_f1(labels, labels) == pytest.approx(1.0)
+    assert ch.macro_f1(labels, labels, levels="all") == pytest.approx(0.5)
+    # predicting an absent level still costs recall on the level the pair has
+    preds = np.array([0, 1, 2, 2, 3])
+    f1_weak, f1_partial = 2 * 1 / (1 + 2), 2 * 2 / (2 + 3)
+    assert ch.macro_f1(labels, preds) == pytest.approx((f1_weak + f1_partial) / 2)
+
+
+def test_visual_subset_holds_only_weak_and_partial_pairs(result):
+    assert set(np.unique(result.labels_of("visual")).tolist()) <= {1, 2}
+    assert result.score("rule_image", "visual")[1] > 0.9
+
+
+def test_probe_calls_are_public_and_match_the_hard_subset(result):
+    held_out = np.ones(len(result.pairs), dtype=bool)
+    held_out[np.concatenate(list(result.subsets.values()))] = False
+    tune = np.flatnonzero(held_out)[: result.config.n_tune]
+    probes = ch.probe_calls(result.catalogue, result.pairs, result.labels, tune)
+    assert probes.shape == (len(result.pairs), 2) and probes.dtype == bool
+    # the hard subset's pairs are ones the probes disagree on (tuned on other pairs
+    # than run_experiment's, so allow a small share of changed calls)
+    hard = result.subsets["hard"]
+    assert np.mean(probes[hard, 0] != probes[hard, 1]) > 0.8
 
 
 def test_binary_accuracy_bounds_four_level_accuracy():
@@ -203,6 +235,8 @@ def test_bad_arrays():
         ch.rule_labels(np.zeros((3, 6)), np.zeros((2, 6)))
     with pytest.raises(ValueError, match="levels in 0..3"):
         ch.macro_f1([0, 1, 4], [0, 1, 2])
+    with pytest.raises(ValueError, match="levels"):
+        ch.macro_f1([0, 1], [0, 1], levels="four")
     with pytest.raises(TypeError, match="integer levels"):
         ch.binary_accuracy([0.5, 1.0], [0, 1])
     with pytest.raises(ValueError, match="at least one"):
@@ -213,6 +247,20 @@ def test_bad_arrays():
         ch.run_experiment({"seed": 0})
     with pytest.raises(ValueError, match="pairs"):
         ch.lexical_scores(["a"], ["b"], np.array([[0, 3]]))
+
+
+def test_bad_probe_call_input(result):
+    cat, pairs, labels = result.catalogue, result.pairs, result.labels
+    with pytest.raises(TypeError, match="catalogue"):
+        ch.probe_calls("catalogue", pairs, labels, [0, 1])
+    with pytest.raises(ValueError, match="labels"):
+        ch.probe_calls(cat, pairs, labels[:-1], [0, 1])
+    with pytest.raises(ValueError, match="tune"):
+        ch.probe_calls(cat, pairs, labels, [])
+    with pytest.raises(ValueError, match="tune"):
+        ch.probe_calls(cat, pairs, labels, [0, len(pairs)])
+    with pytest.raises(TypeError, match="tune"):
+        ch.probe_calls(cat, pairs, labels, [0.5, 1.5])
 
 
 def test_bad_subset_or_model_names(result):
