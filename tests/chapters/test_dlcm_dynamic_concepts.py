@@ -44,6 +44,24 @@ def test_claim_fails_when_boundaries_are_not_learned():
     assert untrained.f1.max() < 0.45
 
 
+def test_claim_fails_when_the_compression_misses_r():
+    """Part (ii) has teeth of its own: the learned boundaries, read with too low a
+    threshold, still find the words (F1 passes) but cut far more concepts."""
+    over = ch.run_experiment(ch.Config(threshold=0.3))
+    assert over.f1.min() >= ch.MIN_F1  # part (i) passes ...
+    with pytest.raises(ClaimFailed, match="realised compression"):
+        ch.check_claim(over)  # ... part (ii) does not
+    assert np.all(over.compression < 0.8 * over.config.target_ratio)
+
+
+def test_flop_part_is_bookkeeping_any_compression_passes(result):
+    """Part (iii) follows from the concept count: even the over-segmenting and the
+    stride models satisfy it, so it adds no test of the mechanism."""
+    stride = ch.run_experiment(ch.Config(variant="stride", n_steps=20))
+    for r in (result, stride):
+        assert np.all(np.abs(r.flop_ratio * r.compression - 1) <= ch.MAX_FLOP_ERROR)
+
+
 def test_result_shapes_and_ranges(result):
     config = result.config
     assert result.losses.shape == (3, config.n_steps)
@@ -186,3 +204,35 @@ def test_bad_inputs_raise():
         ch.boundary_scores(np.zeros((2, 5)), np.zeros((2, 4)))
     with pytest.raises(TypeError, match="result must be a Result"):
         ch.check_claim({"f1": 1.0})
+
+
+def test_tensor_helpers_reject_bad_shapes_and_types():
+    q = torch.randn(2, 5, 3)
+    with pytest.raises(ValueError, match="q must have 3 dimensions"):
+        ch.boundary_probs(torch.randn(5), torch.randn(5))
+    with pytest.raises(ValueError, match="q must have 3 dimensions"):
+        ch.boundary_probs(torch.randn(5, 3), torch.randn(5, 3))
+    with pytest.raises(ValueError, match=r"k must have shape \(2, 5, 3\)"):
+        ch.boundary_probs(q, torch.randn(2, 4, 3))
+    with pytest.raises(TypeError, match="q must be a torch.Tensor"):
+        ch.boundary_probs(q.numpy(), q.numpy())
+    with pytest.raises(TypeError, match="q must be a floating-point tensor"):
+        ch.boundary_probs(q.long(), q.long())
+    with pytest.raises(ValueError, match="alpha must be > 0"):
+        ch.sharpen(torch.rand(4), 0.0)
+    with pytest.raises(ValueError, match="b must have 2 dimensions"):
+        ch.segment_ids(torch.ones(4))
+    with pytest.raises(ValueError, match="seg must have shape"):
+        ch.mean_pool(q, torch.zeros(2, 4, dtype=torch.int64), 1)
+    with pytest.raises(ValueError, match="seg must lie in 0 .. n_segments - 1 = 0"):
+        ch.mean_pool(q, torch.ones(2, 5, dtype=torch.int64), 1)
+    with pytest.raises(ValueError, match="seg must have 2 dimensions"):
+        ch.concept_visibility(torch.zeros(5, dtype=torch.int64), 3)
+    with pytest.raises(ValueError, match="p must have 2 dimensions"):
+        ch.ratio_loss(torch.rand(5), 4.0, 0.05)
+    with pytest.raises(ValueError, match="target_ratio must be >= 1"):
+        ch.ratio_loss(torch.rand(2, 5), 0.5, 0.05)
+    with pytest.raises(ValueError, match="k must have shape"):
+        ch.predictive_loss(q, torch.randn(2, 5, 4), 0.1)
+    with pytest.raises(ValueError, match="tau must be > 0"):
+        ch.predictive_loss(q, q, 0.0)

@@ -258,3 +258,36 @@ def test_functions_reject_bad_input():
         ch.run_experiment({"variant": "infini"})
     with pytest.raises(TypeError, match="result must be a Result"):
         ch.check_claim(None)
+
+
+def test_memory_functions_reject_bad_input():
+    M, z = torch.zeros(2, 4, 3), torch.zeros(2, 4)
+    sk, v = torch.rand(2, 5, 4), torch.rand(2, 5, 3)
+    with pytest.raises(ValueError, match="rule must be one of"):
+        ch.update_memory(M, z, sk, v, rule="bogus")
+    with pytest.raises(ValueError, match=r"v.shape\[-1\] \(2\) must equal M.shape"):
+        ch.update_memory(M, z, sk, torch.rand(2, 5, 2), "linear")
+    with pytest.raises(ValueError, match=r"sk.shape\[-1\] \(3\) must equal"):
+        ch.update_memory(M, z, torch.rand(2, 5, 3), v, "delta")
+    with pytest.raises(ValueError, match=r"v.shape\[-2\] \(4\) must equal sk"):
+        ch.update_memory(M, z, sk, torch.rand(2, 4, 3), "linear")
+    with pytest.raises(ValueError, match="leading .* dimensions do not match"):
+        ch.update_memory(M, z, torch.rand(3, 5, 4), torch.rand(3, 5, 3), "linear")
+    with pytest.raises(TypeError, match="v must have the dtype and device of M"):
+        ch.update_memory(M, z, sk, v.double(), "linear")
+    with pytest.raises(TypeError, match="sk must be a torch.Tensor, got ndarray"):
+        ch.update_memory(M, z, sk.numpy(), v, "linear")
+    with pytest.raises(TypeError, match="sq must be a torch.Tensor, got ndarray"):
+        ch.retrieve(sk.numpy(), M, z)
+    with pytest.raises(TypeError, match="sq must be a floating-point tensor"):
+        ch.retrieve(sk.long(), M, z)
+    with pytest.raises(ValueError, match=r"z.shape\[-1\] \(3\) must equal M"):
+        ch.retrieve(sk, M, torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="z must have at least 1 dimension"):
+        ch.retrieve(sk, M, torch.tensor(0.0))
+    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        ch.sigma([0.5])
+    with pytest.raises(ValueError, match="more than the segment's 5 keys"):
+        ch.local_attention(torch.rand(2, 6, 4), sk, v)
+    with pytest.raises(ValueError, match=r"q.shape\[-1\] \(3\) must equal k"):
+        ch.local_attention(torch.rand(2, 1, 3), sk, v)

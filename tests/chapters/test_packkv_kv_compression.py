@@ -156,6 +156,30 @@ def test_bad_inputs_raise():
     with pytest.raises(TypeError, match="config must be a Config"):
         ch.run_experiment({})
     with pytest.raises(ValueError, match="codes_v must have shape"):
-        ch.repack_order(np.ones((4, 2)), np.ones((3, 2)), 2)
+        ch.repack_order(np.ones((4, 2), int), np.ones((3, 2), int), 2)
     with pytest.raises(ValueError, match="scheme must be one of"):
         ch.run_experiment(ch.Config(seeds=(0,), lm_windows=0)).mean_bits("zip")
+
+
+def test_float_codes_are_refused_not_truncated():
+    X = np.random.default_rng(0).standard_normal((16, 8))
+    codes, scales = ch.quantize_tokens(X, 1 / 16)
+    assert ch.packed_bits(codes, 4) > 0  # int32 codes, as quantize_tokens returns
+    with pytest.raises(TypeError, match="codes must hold integer codes"):
+        ch.packed_bits(X, 4)
+    with pytest.raises(TypeError, match="codes must hold integer codes"):
+        ch.packed_bits(codes.astype(float), 4)
+    with pytest.raises(TypeError, match="codes must hold integer codes"):
+        ch.fixed_width_bits(X)
+    with pytest.raises(TypeError, match="codes must hold integer codes"):
+        ch.pack_widths(X, 4)
+    with pytest.raises(TypeError, match="codes_k must hold integer codes"):
+        ch.repack_order(X, codes, 4)
+    with pytest.raises(TypeError, match="codes_v must hold integer codes"):
+        ch.repack_order(codes, X, 4)
+    with pytest.raises(TypeError, match="codes must hold integer codes"):
+        ch.dequantize_tokens(X, scales)
+    with pytest.raises(ValueError, match="codes must have 2 dimension"):
+        ch.packed_bits(codes[0], 4)
+    with pytest.raises(ValueError, match="p must be >= 1"):
+        ch.packed_bits(codes, 0)

@@ -197,6 +197,40 @@ def test_bad_inputs():
         ch.calibrate(etas=())
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_writes_reject_non_finite_input(bad):
+    rng = np.random.default_rng(0)
+    keys, values = rng.standard_normal((2, 5, 4))
+    memory = ch.init_slot_memory(3, 4, rng)
+    poisoned = keys.copy()
+    poisoned[2, 1] = bad
+    with pytest.raises(ValueError, match="keys must contain only finite"):
+        ch.trellis_write(poisoned, values, *memory)
+    with pytest.raises(ValueError, match="values must contain only finite"):
+        ch.trellis_write(keys, poisoned, *memory)
+    bad_memory = memory[0].copy()
+    bad_memory[0, 0] = bad
+    with pytest.raises(ValueError, match="key_memory must contain only finite"):
+        ch.trellis_write(keys, values, bad_memory, memory[1])
+    with pytest.raises(ValueError, match="value_memory must contain only finite"):
+        ch.trellis_write(keys, values, memory[0], bad_memory)
+    with pytest.raises(ValueError, match="keys must contain only finite"):
+        ch.linear_attention_state(poisoned, values)
+    with pytest.raises(ValueError, match="values must contain only finite"):
+        ch.linear_attention_state(keys, poisoned)
+    with pytest.raises(ValueError, match="queries must contain only finite"):
+        ch.slot_read(poisoned, *memory)
+
+
+def test_write_rejects_mismatched_shapes():
+    rng = np.random.default_rng(0)
+    memory = ch.init_slot_memory(3, 4, rng)
+    with pytest.raises(ValueError, match="values must have shape"):
+        ch.trellis_write(np.ones((5, 4)), np.ones((4, 4)), *memory)
+    with pytest.raises(ValueError, match="key_memory must have shape"):
+        ch.trellis_write(np.ones((5, 6)), np.ones((5, 6)), *memory)
+
+
 @pytest.mark.parametrize(
     ("changes", "error", "message"),
     [

@@ -149,8 +149,51 @@ def make_passkey_batch(
     return tokens.astype(np.int64), targets.astype(np.int64), positions.astype(np.int64)
 
 
+def _check_tensors(min_ndim: dict[str, int], **tensors) -> None:
+    """Check that each named value is a floating-point torch tensor with at least
+    ``min_ndim[name]`` dimensions, and that all share one dtype and device."""
+    for name, x in tensors.items():
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        if not torch.is_floating_point(x):
+            raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
+        if x.ndim < min_ndim[name]:
+            raise ValueError(
+                f"{name} must have at least {min_ndim[name]} dimension(s), "
+                f"got shape {tuple(x.shape)}"
+            )
+    first, *rest = tensors.items()
+    for name, x in rest:
+        if x.dtype != first[1].dtype or x.device != first[1].device:
+            raise TypeError(
+                f"{name} must have the dtype and device of {first[0]} "
+                f"({first[1].dtype}, {first[1].device}), got {x.dtype}, {x.device}"
+            )
+
+
+def _check_sizes(what: str, *pairs: tuple[str, int, str, int]) -> None:
+    """Raise a ValueError naming both sizes when two that must agree differ."""
+    for name_a, size_a, name_b, size_b in pairs:
+        if size_a != size_b:
+            raise ValueError(
+                f"{what}: {name_a} ({size_a}) must equal {name_b} ({size_b})"
+            )
+
+
+def _check_batch(**leading: torch.Size) -> None:
+    """The leading (batch and head) dimensions must broadcast against each other."""
+    try:
+        torch.broadcast_shapes(*leading.values())
+    except RuntimeError as err:
+        shown = ", ".join(f"{n} {tuple(s)}" for n, s in leading.items())
+        raise ValueError(
+            f"leading (batch, head) dimensions do not match: {shown}"
+        ) from err
+
+
 def sigma(x: torch.Tensor) -> torch.Tensor:
     r"""The feature map :math:`\sigma(x) = \mathrm{ELU}(x) + 1`, positive everywhere."""
+    _check_tensors({"x": 0}, x=x)
     return torch.nn.functional.elu(x) + 1.0
 
 
@@ -168,7 +211,23 @@ def retrieve(sq: torch.Tensor, M: torch.Tensor, z: torch.Tensor) -> torch.Tensor
     -------
     torch.Tensor of shape (..., n, d_value)
         ``sq @ M / (sq @ z)``; zero while the memory is empty.
+
+    Raises
+    ------
+    TypeError
+        If an argument is not a floating-point torch tensor, or their dtypes or
+        devices differ.
+    ValueError
+        If the key widths of ``sq``, ``M`` and ``z`` differ or the leading
+        dimensions do not broadcast.
     """
+    _check_tensors({"sq": 2, "M": 2, "z": 1}, sq=sq, M=M, z=z)
+    _check_sizes(
+        "retrieve",
+        ("sq.shape[-1]", sq.shape[-1], "M.shape[-2]", M.shape[-2]),
+        ("z.shape[-1]", z.shape[-1], "M.shape[-2]", M.shape[-2]),
+    )
+    _check_batch(sq=sq.shape[:-2], M=M.shape[:-2], z=z.shape[:-1])
     return (sq @ M) / ((sq @ z.unsqueeze(-1)) + EPS)
 
 
@@ -191,7 +250,26 @@ def update_memory(
     Returns
     -------
     (M, z) : the updated memory, new tensors.
+
+    Raises
+    ------
+    TypeError
+        If a tensor argument is not a floating-point torch tensor, or their dtypes
+        or devices differ.
+    ValueError
+        If ``rule`` is not one of :data:`MEMORY_RULES`, or the shapes do not fit
+        together (key width, value width, segment length, leading dimensions).
     """
+    rule = check_choice("rule", rule, MEMORY_RULES)
+    _check_tensors({"M": 2, "z": 1, "sk": 2, "v": 2}, M=M, z=z, sk=sk, v=v)
+    _check_sizes(
+        "update_memory",
+        ("sk.shape[-1]", sk.shape[-1], "M.shape[-2]", M.shape[-2]),
+        ("z.shape[-1]", z.shape[-1], "M.shape[-2]", M.shape[-2]),
+        ("v.shape[-1]", v.shape[-1], "M.shape[-1]", M.shape[-1]),
+        ("v.shape[-2]", v.shape[-2], "sk.shape[-2]", sk.shape[-2]),
+    )
+    _check_batch(M=M.shape[:-2], z=z.shape[:-1], sk=sk.shape[:-2], v=v.shape[:-2])
     if rule == "delta":
         v = v - retrieve(sk, M, z)
     return M + sk.transpose(-1, -2) @ v, z + sk.sum(dim=-2)
@@ -210,7 +288,24 @@ def local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.
     -------
     torch.Tensor of shape (..., n_q, d_value)
         Query ``i`` (of the last ``n_q``) sees keys up to its own position.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`update_memory`, and if ``n_q`` exceeds ``seg_len``.
     """
+    _check_tensors({"q": 2, "k": 2, "v": 2}, q=q, k=k, v=v)
+    _check_sizes(
+        "local_attention",
+        ("q.shape[-1]", q.shape[-1], "k.shape[-1]", k.shape[-1]),
+        ("v.shape[-2]", v.shape[-2], "k.shape[-2]", k.shape[-2]),
+    )
+    if q.shape[-2] > k.shape[-2]:
+        raise ValueError(
+            f"local_attention: q has {q.shape[-2]} positions, more than the segment's "
+            f"{k.shape[-2]} keys"
+        )
+    _check_batch(q=q.shape[:-2], k=k.shape[:-2], v=v.shape[:-2])
     n_q, seg_len = q.shape[-2], k.shape[-2]
     scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
     pos_q = torch.arange(seg_len - n_q, seg_len, device=q.device)

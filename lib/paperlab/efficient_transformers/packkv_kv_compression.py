@@ -208,9 +208,25 @@ def quantize_tokens(X, rel: float) -> tuple[np.ndarray, np.ndarray]:
     return codes, scales
 
 
+def _check_codes(name: str, codes, n_tokens: int | None = None) -> np.ndarray:
+    """Return integer quantization codes as an int64 matrix, or raise.
+
+    Float input is refused rather than truncated: a float matrix here almost always
+    means the raw keys or values were passed instead of :func:`quantize_tokens`'s
+    codes, and counting their bits would give a meaningless number.
+    """
+    arr = check_array(name, codes, ndim=2, shape=(n_tokens, None), min_size=1)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(
+            f"{name} must hold integer codes (as quantize_tokens returns), "
+            f"got dtype {arr.dtype}"
+        )
+    return arr.astype(np.int64, copy=False)
+
+
 def dequantize_tokens(codes, scales) -> np.ndarray:
     """``codes * scales[:, None]`` as float32 (the inverse of quantization)."""
-    codes = check_array("codes", codes, ndim=2)
+    codes = _check_codes("codes", codes)
     scales = check_array("scales", scales, shape=(codes.shape[0],), dtype=np.float64)
     return (codes * scales[:, None]).astype(np.float32)
 
@@ -233,9 +249,9 @@ def repack_order(codes_k, codes_v, p: int) -> np.ndarray:
     ndarray of int64, shape (n_tokens,)
         A permutation of the tokens.
     """
-    codes_k = check_array("codes_k", codes_k, ndim=2, dtype=np.int64, min_size=1)
-    codes_v = check_array("codes_v", codes_v, shape=(codes_k.shape[0], None))
-    joint = np.hstack([codes_k, codes_v.astype(np.int64)])
+    codes_k = _check_codes("codes_k", codes_k)
+    codes_v = _check_codes("codes_v", codes_v, n_tokens=codes_k.shape[0])
+    joint = np.hstack([codes_k, codes_v])
     return kernels.greedy_repack(joint, p)
 
 
@@ -249,8 +265,13 @@ def fixed_width_bits(codes) -> int:
     Each token keeps its step (32 bits) and zero point ``z_t = min_d q_td``
     (16 bits); every code ``q - z`` of the block takes the same width, the one its
     largest value needs, packed back to back (:func:`paperlab.quantization.pack_bits`).
+
+    Raises
+    ------
+    TypeError
+        If ``codes`` is not an integer matrix.
     """
-    codes = check_array("codes", codes, ndim=2, dtype=np.int64, min_size=1)
+    codes = _check_codes("codes", codes)
     shifted = codes - codes.min(axis=1, keepdims=True)
     payload = pack_bits(shifted, _width(shifted.max()))
     return 8 * payload.size + codes.shape[0] * (SCALE_BITS + ZERO_BITS)
@@ -262,8 +283,22 @@ def packed_bits(codes, p: int) -> int:
     Counts the encoded stream (``32 * payload.size``), the pack minimums (shifted by
     their smallest and packed at the width their range needs), the widths (packed at
     the width the largest needs), a 48-bit header and each token's 32-bit step.
+
+    Parameters
+    ----------
+    codes : array_like of int, shape (n_tokens, n_channels)
+        Integer codes from :func:`quantize_tokens`.
+    p : int
+        Tokens per pack, at least 1.
+
+    Raises
+    ------
+    TypeError
+        If ``codes`` is not an integer matrix (float input is not truncated).
+    ValueError
+        If ``codes`` is empty or not 2-D, or ``p`` is not positive.
     """
-    codes = check_array("codes", codes, ndim=2, dtype=np.int64, min_size=1)
+    codes = _check_codes("codes", codes)
     payload, mins, widths = kernels.bitpack_encode(codes, p)
     shifted = mins.astype(np.int64) - int(mins.min())
     min_bytes = pack_bits(shifted, _width(shifted.max())).size
@@ -294,7 +329,7 @@ def block_bits(K, V, rel: float, p: int) -> dict[str, int]:
 
 def pack_widths(codes, p: int) -> np.ndarray:
     """Bit width of every pack and channel, shape (n_packs, n_channels)."""
-    _, _, widths = kernels.bitpack_encode(codes, p)
+    _, _, widths = kernels.bitpack_encode(_check_codes("codes", codes), p)
     return widths.astype(np.int64)
 
 
@@ -611,7 +646,7 @@ def plot_bits(result: Result):
     from paperlab import plotting
 
     check_instance("result", result, Result)
-    fig, ax = plotting.subplots(width=6.4, height=3.4)
+    fig, ax = plotting.subplots(width=6.4, height=3.8)
     sources = ["synthetic"] + (["tiny LM"] if result.lm_bits_per_value else [])
     x = np.arange(len(sources))
     for i, scheme in enumerate(SCHEMES):
@@ -623,7 +658,10 @@ def plot_bits(result: Result):
     ax.set_xticks(x, sources)
     plotting.label_axes(ax, title=f"Stored bits per value (step = range / "
                         f"{round(1 / result.config.rel)})",
-                        xlabel="KV cache", ylabel="bits per value")  # fmt: skip
+                        xlabel="KV cache", ylabel="bits per value",
+                        legend=False)  # fmt: skip
+    # Below the axes, so that no bar is hidden behind it.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     return fig
 
 

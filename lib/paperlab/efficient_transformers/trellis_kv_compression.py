@@ -254,16 +254,30 @@ def trellis_write(
     Returns
     -------
     key_memory, value_memory : ndarray of shape (m, d)
+
+    Raises
+    ------
+    ValueError
+        If a shape does not match, an array holds NaN or infinity (one bad entry
+        would silently spread to every slot), or a scalar is out of range.
     """
     temperature = check_float(
         "temperature", temperature, minimum=0.0, strict_minimum=True
     )
-    keys = check_array("keys", keys, ndim=2, dtype=np.float64)
+    keys = check_array("keys", keys, ndim=2, dtype=np.float64, finite=True)
     return slot_memory_scan(
         keys,
-        check_array("values", values, ndim=2, dtype=np.float64),
-        check_array("key_memory", key_memory, ndim=2, dtype=np.float64),
-        check_array("value_memory", value_memory, ndim=2, dtype=np.float64),
+        check_array("values", values, shape=keys.shape, dtype=np.float64, finite=True),
+        check_array(
+            "key_memory",
+            key_memory,
+            shape=(None, keys.shape[1]),
+            dtype=np.float64,
+            finite=True,
+        ),
+        check_array(
+            "value_memory", value_memory, ndim=2, dtype=np.float64, finite=True
+        ),
         eta,
         gamma,
         1.0 / temperature,
@@ -290,11 +304,13 @@ def slot_read(queries, key_memory, value_memory, temperature: float = TEMPERATUR
     -------
     ndarray of shape (n_queries, d)
     """
-    queries = check_array("queries", queries, ndim=2, dtype=np.float64)
+    queries = check_array("queries", queries, ndim=2, dtype=np.float64, finite=True)
     d = queries.shape[1]
-    key_memory = check_array("key_memory", key_memory, shape=(None, d), dtype=float)
+    key_memory = check_array(
+        "key_memory", key_memory, shape=(None, d), dtype=float, finite=True
+    )
     value_memory = check_array(
-        "value_memory", value_memory, shape=key_memory.shape, dtype=float
+        "value_memory", value_memory, shape=key_memory.shape, dtype=float, finite=True
     )
     temperature = check_float(
         "temperature", temperature, minimum=0.0, strict_minimum=True
@@ -318,9 +334,16 @@ def linear_attention_state(keys, values) -> tuple[np.ndarray, np.ndarray]:
     -------
     S : ndarray of shape (d, d)
     z : ndarray of shape (d,)
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ or an array holds NaN or infinity.
     """
-    keys = check_array("keys", keys, ndim=2, dtype=np.float64)
-    values = check_array("values", values, shape=keys.shape, dtype=np.float64)
+    keys = check_array("keys", keys, ndim=2, dtype=np.float64, finite=True)
+    values = check_array(
+        "values", values, shape=keys.shape, dtype=np.float64, finite=True
+    )
     features = _feature_map(keys)
     return features.T @ values, features.sum(axis=0)
 
