@@ -48,6 +48,23 @@ def test_claim_fails_if_mapping_were_not_shrunk(result):
         ch.check_claim(replace(result, metrics=metrics))
 
 
+def test_claim_fails_if_the_mapping_gap_were_noise(result):
+    """Part 1 halves a real gap only: a mapping MMD^2 inside its permutation null
+    (where half of it says nothing) fails the claim."""
+    metrics = tuple(
+        replace(m, mmd2=0.5 * m.mmd2_null) if m.method == "mapping" else m
+        for m in result.metrics
+    )
+    with pytest.raises(ClaimFailed, match="permutation null"):
+        ch.check_claim(replace(result, metrics=metrics))
+
+
+def test_mmd_gap_is_real_and_diffusion_sits_near_the_null(result):
+    for d, b in zip(result.get("mdifffr"), result.get("mapping"), strict=True):
+        assert b.mmd2 > 5 * b.mmd2_null  # the mapping's gap is far outside noise
+        assert d.mmd2 < 3 * d.mmd2_null  # MDiffFR's is at the noise level
+
+
 def test_result_shapes_and_reported_numbers(result):
     assert len(result.get("mdifffr")) == len(result.config.seeds)
     assert result.generated["mdifffr"].shape == (100, 16)
@@ -136,6 +153,22 @@ def test_mmd_and_sliced_wasserstein():
     assert ch.sliced_wasserstein(X, shifted, rng) > 3 * ch.sliced_wasserstein(X, Y, rng)
 
 
+def test_mmd_null_quantile_matches_explicit_permutations():
+    rng = np.random.default_rng(7)
+    X, Y = rng.normal(size=(30, 3)), rng.normal(size=(50, 3))
+    h = ch.median_bandwidth(Y)
+    fast = ch.mmd2_null_quantile(X, Y, h, np.random.default_rng(1), n_perm=40)
+    # the same splits, scored one by one with rbf_mmd2
+    perm_rng, Z, stats = np.random.default_rng(1), np.vstack((X, Y)), []
+    for _ in range(40):
+        order = perm_rng.permutation(80)
+        stats.append(ch.rbf_mmd2(Z[order[:30]], Z[np.sort(order[30:])], h))
+    assert fast == pytest.approx(np.quantile(stats, 0.95), rel=1e-9, abs=1e-12)
+    # same distribution: the estimate usually sits below the null's 95th percentile;
+    # a shifted sample lies far above it
+    assert ch.rbf_mmd2(X + 1.0, Y, h) > 10 * fast
+
+
 def test_recall_prefers_true_direction():
     world = ch.make_world(np.random.default_rng(5))
     users, items = world.user_latent, world.item_latent
@@ -151,12 +184,32 @@ def test_inversion_probe():
     assert ch.inversion_r2(rng.normal(size=(200, 8)), cond, rng) < 0.1
 
 
-def test_reverse_steps_figure(result):
+def test_figures(result):
     import matplotlib.pyplot as plt
 
     fig, alt = ch.plot_reverse_steps(result.models, 5)
-    assert "5 reverse step" in alt
+    assert "5 reverse step" in alt and "correlation" in alt
     plt.close(fig)
+    gen = result.generated
+    fig, alt = ch.plot_norms(result.warm_emb, gen["mapping"], gen["mdifffr"], "t")
+    assert "vermillion" in alt and "blue" in alt
+    plt.close(fig)
+
+
+def test_one_step_samples_ignore_their_condition(result):
+    """The reverse chain is what ties a sample to its feature: one step from pure
+    noise gives samples uncorrelated with the mapping's conditional mean."""
+    m = result.models
+    cold = m.cond[m.world.n_warm :]
+    mapped = ch.predict_regressor(m.regressor, cold)
+    corr = {}
+    for k in (1, 100):
+        emb = ch.sample_embeddings(
+            m.denoiser, cold, m.schedule, np.random.default_rng([0, 37]), n_reverse=k
+        )
+        corr[k] = ch.condition_alignment(mapped, emb)[2]
+    assert corr[100] > 0.5 > 0.2 > abs(corr[1])
+    assert ch.condition_alignment(mapped, mapped)[2] == pytest.approx(1.0)
 
 
 # ------------------------------------------------------------------ bad input
@@ -180,6 +233,14 @@ def test_bad_inputs():
         ch.rbf_mmd2(np.zeros((3, 2)), np.zeros((3, 3)), 1.0)
     with pytest.raises(ValueError, match="bandwidth"):
         ch.rbf_mmd2(np.zeros((3, 2)), np.zeros((3, 2)), 0.0)
+    with pytest.raises(ValueError, match="equal widths"):
+        ch.mmd2_null_quantile(np.zeros((3, 2)), np.zeros((3, 3)), 1.0, rng)
+    with pytest.raises(ValueError, match="quantile"):
+        ch.mmd2_null_quantile(np.zeros((3, 2)), np.zeros((3, 2)), 1.0, rng, quantile=2)
+    with pytest.raises(ValueError, match="n_perm"):
+        ch.mmd2_null_quantile(np.zeros((3, 2)), np.zeros((3, 2)), 1.0, rng, n_perm=0)
+    with pytest.raises(ValueError, match="sampled"):
+        ch.condition_alignment(np.zeros((4, 2)), np.zeros((5, 2)))
     with pytest.raises(ValueError, match="method"):
         ch.generate(None, "gan", rng)
     with pytest.raises(TypeError, match="world"):

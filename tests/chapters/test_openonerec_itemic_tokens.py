@@ -13,7 +13,7 @@ from paperlab.residual_quantization import collision_rate, disambiguate, prefix_
 
 @pytest.fixture(scope="module")
 def result():
-    """The chapter's default experiment (about 10 s)."""
+    """The chapter's default experiment (about 5 s of CPU)."""
     return ch.run_experiment(ch.Config())
 
 
@@ -36,10 +36,20 @@ def test_claim_fails_for_random_codes(result):
         ch.check_claim(_as_variant(result, "random"))
 
 
+def test_claim_fails_on_cohesion_for_random_codes(result):
+    """Granted the purity of RQ codes, random codes still scatter every group."""
+    runs = tuple(
+        replace(r, purity=1.0) if r.tokenizer == "random" else r for r in result.runs
+    )
+    with pytest.raises(ClaimFailed, match="under their fine group's prefix"):
+        ch.check_claim(_as_variant(result, "random", runs))
+
+
 def test_claim_fails_on_recall_alone_for_random_codes(result):
     """Even granted perfect purity, random codes miss the Recall@10 gain."""
     runs = tuple(
-        replace(r, purity=1.0) if r.tokenizer == "random" else r for r in result.runs
+        replace(r, purity=1.0, cohesion=1.0) if r.tokenizer == "random" else r
+        for r in result.runs
     )
     with pytest.raises(ClaimFailed, match="above random"):
         ch.check_claim(_as_variant(result, "random", runs))
@@ -52,7 +62,9 @@ def test_claim_fails_without_the_residual_step(result):
         catalogue.embeddings, (20, 5, 10), "no_residual", seed=0
     )
     purity = prefix_purity(semantic, catalogue.fine, 3)
-    fake = ch.SeedResult("no_residual", 0, 1.0, 0.0, purity, 1, ())
+    cohesion = ch.group_cohesion(semantic, catalogue.fine, 3)
+    assert cohesion > 0.9  # it fails on purity alone: everything shares few codes
+    fake = ch.SeedResult("no_residual", 0, 1.0, 0.0, purity, cohesion, 1, ())
     runs = (fake, *[r for r in result.runs if r.tokenizer == "random"][:1])
     bad = ch.Result(
         ch.Config(
@@ -73,6 +85,25 @@ def test_result_numbers_are_consistent(result):
     assert all(r.semantic_collisions > 0.5 for r in rq)  # why a suffix level is needed
     with pytest.raises(KeyError):
         result.get("no_residual")
+
+
+def test_decode_held_out_repeats_the_experiment(result):
+    """Decoding the kept first seed with the trie gives the reported recall."""
+    kept = result.first_seed
+    for name in result.config.tokenizers:
+        codes, _ = ch.itemic_codes(
+            kept.catalogue.embeddings, result.config.codebook_sizes, name, kept.seed
+        )
+        assert np.array_equal(kept.codes[name], codes)
+    for run in result.get("rq_kmeans")[:1] + result.get("random")[:1]:
+        decoded, targets = ch.decode_held_out(result, run.tokenizer)
+        assert decoded.shape == (result.config.n_eval_users, result.config.beam_width)
+        assert (decoded == targets[:, None]).any(axis=1).mean() == run.recall
+        assert decoded.min() >= 0
+    free, _ = ch.decode_held_out(result, "random", constrained=False)
+    assert (free < 0).mean() > 0.3  # random codes: most free paths name no item
+    with pytest.raises(ValueError, match="tokenizer"):
+        ch.decode_held_out(result, "no_residual")
 
 
 # ------------------------------------------------------------- the mechanism
@@ -102,6 +133,38 @@ def test_rq_codes_name_fine_groups_and_random_codes_do_not():
     rand, _ = ch.itemic_codes(cat.embeddings, (20, 5, 10), "random", 0)
     assert rand.shape == codes.shape and collision_rate(rand) == 0.0
     assert prefix_purity(rand, cat.coarse, 1) < 0.3
+    # random codes look pure at full depth only because their prefixes are tiny
+    assert ch.group_cohesion(semantic, cat.fine, 3) > 0.9
+    assert ch.group_cohesion(rand, cat.fine, 3) < 0.2
+
+
+def test_group_cohesion_mirrors_purity():
+    labels = np.array([0, 0, 1, 1])
+    singletons = np.arange(4)[:, None]
+    one_code = np.zeros((4, 1), dtype=int)
+    assert prefix_purity(singletons, labels, 1) == 1.0
+    assert ch.group_cohesion(singletons, labels, 1) == 0.5
+    assert prefix_purity(one_code, labels, 1) == 0.5
+    assert ch.group_cohesion(one_code, labels, 1) == 1.0
+
+
+def test_cached_decoding_matches_the_full_forward():
+    """prefill + extend give the hidden state that forward gives on the whole
+    sequence, so the beam search's cache changes nothing but the cost."""
+    torch.manual_seed(0)
+    model = ch.ItemicLM(12, 3, 9, d_model=16, n_heads=4).eval()
+    tokens = torch.randint(0, 12, (5, 8))
+    levels = torch.arange(8).remainder(3).expand(5, -1)
+    with torch.no_grad():
+        full = model(tokens, [levels])
+        hidden, cache = model.prefill(tokens[:, :6], levels[:, :6])
+        torch.testing.assert_close(hidden, full[:, 5])
+        for t in (6, 7):
+            hidden, cache = model.extend(cache, tokens[:, t], levels[:, t])
+            torch.testing.assert_close(hidden, full[:, t], atol=1e-5, rtol=1e-5)
+        _, cache = model.extend(cache, tokens[:, 0], levels[:, 0])  # 9 = max_len
+        with pytest.raises(ValueError, match="max_len"):
+            model.extend(cache, tokens[:, 0], levels[:, 0])
 
 
 def test_tokens_use_one_block_per_level():
@@ -119,9 +182,12 @@ class _Fixed(torch.nn.Module):
         super().__init__()
         self.table = torch.as_tensor(table, dtype=torch.float32)
 
-    def forward(self, tokens, side):
-        self.last_level = side[0][:, -1]
-        return tokens.float()[..., None]
+    def prefill(self, tokens, levels):
+        return self.extend(None, tokens[:, -1], levels[:, -1])
+
+    def extend(self, cache, tokens, levels):
+        n = len(tokens)
+        return torch.zeros(n, 1), (torch.zeros(n, 1), torch.zeros(n, 1))
 
     def logits(self, hidden):
         return self.table.expand(hidden.shape[0], -1)
@@ -185,3 +251,11 @@ def test_bad_inputs():
         ch.run_experiment({"n_seeds": 1})
     with pytest.raises(ValueError, match="d_model"):
         ch.ItemicLM(10, 2, 8, d_model=5, n_heads=2)
+    with pytest.raises(ValueError, match="depth"):
+        ch.group_cohesion(np.zeros((3, 2), dtype=int), np.zeros(3, dtype=int), 3)
+    with pytest.raises(ValueError, match="labels"):
+        ch.group_cohesion(np.zeros((3, 2), dtype=int), np.zeros(4, dtype=int), 1)
+    with pytest.raises(ValueError, match="no trained models"):
+        ch.decode_held_out(ch.Result(ch.Config(), ()), "random")
+    with pytest.raises(TypeError, match="result"):
+        ch.decode_held_out({}, "random")
