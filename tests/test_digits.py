@@ -149,3 +149,13 @@ def test_gradients_match_finite_differences():
 def test_bad_inputs_raise(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_pretrained_mlp_is_trained_once_and_handed_out_as_copies():
+    first = digits.pretrained_digits_mlp(seed=0, epochs=1)
+    first[0][0][:] = 0.0
+    second = digits.pretrained_digits_mlp(seed=0, epochs=1)
+    assert np.abs(second[0][0]).max() > 0  # the caller's change did not leak
+    trained = digits.train_digits_mlp(epochs=1, seed=0)
+    for (W, b), (W2, b2) in zip(second, trained, strict=True):
+        assert np.array_equal(W, W2) and np.array_equal(b, b2)

@@ -85,6 +85,22 @@ def test_sasrec_is_causal():
     assert not torch.allclose(a[:, 4:], b[:, 4:])
 
 
+def test_first_block_attention_reproduces_the_block_output():
+    torch.manual_seed(1)
+    model = seqrec.SASRec(n_items=30, max_len=6, side_sizes=[4], dropout=0.0).eval()
+    items, cats = torch.randint(0, 30, (3, 5)), torch.randint(0, 4, (3, 5))
+    weights, values = model.first_block_attention(items, [cats])
+    assert weights.shape == (3, 2, 5, 5)
+    assert torch.allclose(weights.sum(-1), torch.ones(3, 2, 5), atol=1e-6)
+    assert torch.all(weights.triu(1) == 0)  # causal
+    heads = (weights @ values.view(3, 5, 2, -1).transpose(1, 2)).transpose(1, 2)
+    mixed = model.attns[0].out_proj(heads.reshape(3, 5, -1))
+    with torch.no_grad():
+        h = model.attn_norms[0](model._inputs(items, [cats]))
+        expected = model.attns[0](h, h, h, attn_mask=model._causal(5, "cpu"))[0]
+    assert torch.allclose(mixed, expected, atol=1e-5)
+
+
 def test_positions_are_aligned_to_the_newest_item():
     torch.manual_seed(0)
     model = seqrec.SASRec(n_items=30, max_len=6, dropout=0.0).eval()

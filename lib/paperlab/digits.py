@@ -15,6 +15,7 @@ test accuracy (seeds 0-4).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -24,7 +25,13 @@ from threadpoolctl import threadpool_limits
 from paperlab.optim import Adam
 from paperlab.validation import check_array, check_float, check_int
 
-__all__ = ["load_digits_split", "train_digits_mlp", "mlp_forward", "mlp_accuracy"]
+__all__ = [
+    "load_digits_split",
+    "train_digits_mlp",
+    "pretrained_digits_mlp",
+    "mlp_forward",
+    "mlp_accuracy",
+]
 
 Layer = tuple[np.ndarray, np.ndarray]
 
@@ -122,6 +129,23 @@ def _check_layers(layers) -> list[Layer]:
             )
         checked.append((W, b))
     return checked
+
+
+@functools.lru_cache(maxsize=16)
+def _pretrained(seed: int, epochs: int) -> tuple[Layer, ...]:
+    return tuple(train_digits_mlp(epochs=epochs, seed=seed))
+
+
+def pretrained_digits_mlp(seed: int = 0, epochs: int = 10) -> list[Layer]:
+    """:func:`train_digits_mlp` with default sizes, trained once per process.
+
+    Several cells and chapters compress the same network; this trains it once per
+    ``(seed, epochs)`` and returns fresh copies, so a caller may change its layers
+    without touching anyone else's.
+    """
+    seed = check_int("seed", seed, minimum=0)
+    epochs = check_int("epochs", epochs, minimum=1)
+    return [(W.copy(), b.copy()) for W, b in _pretrained(seed, epochs)]
 
 
 def mlp_forward(layers, X) -> np.ndarray:

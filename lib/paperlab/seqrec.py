@@ -326,10 +326,10 @@ class SASRec(nn.Module):
         for emb in [self.item_emb, self.pos_emb, *self.side_embs]:
             nn.init.normal_(emb.weight, std=d_model**-0.5)
 
-    def forward(
-        self, items: torch.Tensor, side: Sequence[torch.Tensor] = ()
+    def _inputs(
+        self, items: torch.Tensor, side: Sequence[torch.Tensor]
     ) -> torch.Tensor:
-        """Hidden states ``[B, T, d]``; position ``t`` sees inputs ``0..t`` only."""
+        """Item plus side-stream plus position embeddings ``[B, T, d]``."""
         if len(side) != len(self.side_embs):
             raise ValueError(
                 f"expected {len(self.side_embs)} side streams, got {len(side)}"
@@ -343,10 +343,20 @@ class SASRec(nn.Module):
         # positions count back from the newest item (as left padding to max_len does
         # in SASRec), so the newest item always gets the same, trained, position even
         # when scoring a history one item longer than the training inputs
-        x = self.dropout(x + self.pos_emb.weight[self.max_len - length :])
-        causal = torch.triu(
-            torch.ones(length, length, dtype=torch.bool, device=items.device), 1
+        return self.dropout(x + self.pos_emb.weight[self.max_len - length :])
+
+    @staticmethod
+    def _causal(length: int, device) -> torch.Tensor:
+        return torch.triu(
+            torch.ones(length, length, dtype=torch.bool, device=device), 1
         )
+
+    def forward(
+        self, items: torch.Tensor, side: Sequence[torch.Tensor] = ()
+    ) -> torch.Tensor:
+        """Hidden states ``[B, T, d]``; position ``t`` sees inputs ``0..t`` only."""
+        x = self._inputs(items, side)
+        causal = self._causal(items.shape[1], items.device)
         for norm, attn, ff_norm, ff in zip(
             self.attn_norms, self.attns, self.ff_norms, self.ffs, strict=True
         ):
@@ -354,6 +364,33 @@ class SASRec(nn.Module):
             x = x + attn(h, h, h, attn_mask=causal, need_weights=False)[0]
             x = x + ff(ff_norm(x))
         return self.out_norm(x)
+
+    @torch.no_grad()
+    def first_block_attention(
+        self, items: torch.Tensor, side: Sequence[torch.Tensor] = ()
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the first block attends to, and the values it mixes (for probes).
+
+        Returns
+        -------
+        weights : Tensor [B, heads, T, T]
+            Causal attention weights of block 0, one row per query position.
+        values : Tensor [B, T, d]
+            Block 0's value vectors (before the heads' output projection).
+        """
+        h = self.attn_norms[0](self._inputs(items, side))
+        attn = self.attns[0]
+        _, weights = attn(
+            h,
+            h,
+            h,
+            attn_mask=self._causal(items.shape[1], items.device),
+            need_weights=True,
+            average_attn_weights=False,
+        )
+        d = h.shape[-1]
+        values = h @ attn.in_proj_weight[2 * d :].T + attn.in_proj_bias[2 * d :]
+        return weights, values
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Scores of every catalogue item from hidden states (tied embeddings)."""

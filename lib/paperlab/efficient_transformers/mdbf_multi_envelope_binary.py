@@ -36,7 +36,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from paperlab.claims import require
-from paperlab.digits import load_digits_split, mlp_accuracy, train_digits_mlp
+from paperlab.digits import load_digits_split, mlp_accuracy, pretrained_digits_mlp
 from paperlab.kernels.binary_factor import pack_sign_words
 from paperlab.quantization import pack_bits, unpack_bits
 from paperlab.validation import (
@@ -549,7 +549,7 @@ def _error(W, rank, envelope_rank, n_iter) -> float:
 def _digits_accuracy(config: Config, envelope_ranks: tuple[int, int]):
     """Test accuracy of the digits MLP: full, then with both hidden layers replaced
     by their factorizations at ``config.digits_budget`` for each envelope rank."""
-    layers = train_digits_mlp(seed=config.seed)
+    layers = pretrained_digits_mlp(seed=config.seed)
     _, X_test, _, y_test = load_digits_split(config.seed)
     accuracies = [mlp_accuracy(layers, X_test, y_test)]
     for n_env in envelope_ranks:

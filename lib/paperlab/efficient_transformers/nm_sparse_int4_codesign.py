@@ -34,13 +34,12 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 
 import numpy as np
 
 from paperlab import plotting
 from paperlab.claims import require
-from paperlab.digits import load_digits_split, mlp_accuracy, train_digits_mlp
+from paperlab.digits import load_digits_split, mlp_accuracy, pretrained_digits_mlp
 from paperlab.kernels import nm_sparse as kernels
 from paperlab.quantization import pack_bits, rtn_quantize, unpack_bits
 from paperlab.timing import median_time
@@ -63,7 +62,6 @@ __all__ = [
     "storage_table",
     "StorageRow",
     "compress_mlp",
-    "trained_mlps",
     "systolic_cycles",
     "Config",
     "Result",
@@ -452,23 +450,6 @@ def storage_table(
 # ----------------------------------------------------------------- the digits MLP
 
 
-@lru_cache(maxsize=16)
-def _trained(seed: int, epochs: int) -> tuple:
-    layers = train_digits_mlp(epochs=epochs, seed=seed)
-    return tuple((W.copy(), b.copy()) for W, b in layers)
-
-
-def trained_mlps(seed: int, epochs: int = 10) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The 64-256-256-10 digits MLP of :func:`paperlab.digits.train_digits_mlp`.
-
-    Trained once per process and (seed, epochs); a fresh copy is returned, so the
-    caller may change it.
-    """
-    seed = check_int("seed", seed, minimum=0)
-    epochs = check_int("epochs", epochs, minimum=1)
-    return [(W.copy(), b.copy()) for W, b in _trained(seed, epochs)]
-
-
 def compress_mlp(
     layers,
     n: int = 2,
@@ -680,7 +661,7 @@ def _kernel_error(packed: NMPacked, x: np.ndarray) -> float:
 def _accuracies(config: Config, seed: int) -> dict[str, float]:
     """Test accuracy of the dense MLP of ``seed`` and of its compressed variants."""
     _, X_test, _, y_test = load_digits_split(seed)
-    layers = trained_mlps(seed, config.epochs)
+    layers = pretrained_digits_mlp(seed, config.epochs)
     rng = np.random.default_rng([seed, 53])
     args = (config.n, config.m)
     variants = {
@@ -733,7 +714,7 @@ def run_experiment(config: Config) -> Result:
     packed = pack_nm(W, c.n, c.m, c.bits, c.group_size)
     storage = storage_table(W, c.n, c.m, c.bits, c.group_size, packed=packed)
     errors = [_kernel_error(packed, x)]
-    for layer, _ in trained_mlps(c.seeds[0], c.epochs)[:-1]:
+    for layer, _ in pretrained_digits_mlp(c.seeds[0], c.epochs)[:-1]:
         small = pack_nm(layer, c.n, c.m, c.bits, c.group_size)
         errors.append(_kernel_error(small, rng.standard_normal(layer.shape[1])))
     accs = [_accuracies(c, seed) for seed in c.seeds]
@@ -942,7 +923,7 @@ def explore_grid(
             accs = {"dense": [], "magnitude": [], "random": []}
             for seed in seeds:
                 _, X_test, _, y_test = load_digits_split(seed)
-                layers = trained_mlps(seed)
+                layers = pretrained_digits_mlp(seed)
                 gen = np.random.default_rng([seed, 53])
                 accs["dense"].append(mlp_accuracy(layers, X_test, y_test))
                 for rule in RULES:

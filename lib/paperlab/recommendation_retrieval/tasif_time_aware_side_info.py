@@ -547,21 +547,7 @@ def _attention_and_values(model: nn.Module, items, side) -> tuple:
         h_item, h_cat, h_pos = model.streams(items, side)
         normed = [model.attn_norm(h_item), h_cat, h_pos]
         return model.attn.scores(normed), model.attn.value(normed[0])
-    x = model.item_emb(items)
-    for emb, stream in zip(model.side_embs, side, strict=True):
-        x = x + emb(stream)
-    length = items.shape[1]
-    # SASRec aligns positions to the newest item (see paperlab.seqrec.SASRec)
-    h = model.attn_norms[0](x + model.pos_emb.weight[model.max_len - length :])
-    attn = model.attns[0]
-    causal = torch.triu(torch.ones(length, length, dtype=torch.bool), 1)
-    _, weights = attn(
-        h, h, h, attn_mask=causal, need_weights=True, average_attn_weights=False
-    )
-    d_model = h.shape[-1]
-    w_v = attn.in_proj_weight[2 * d_model :]
-    b_v = attn.in_proj_bias[2 * d_model :]
-    return weights, h @ w_v.T + b_v
+    return model.first_block_attention(items, side)
 
 
 def guidance_probe(
